@@ -16,7 +16,7 @@ class SourceImage:
     """A downloaded image after normalisation (EXIF orientation applied, converted to RGB)."""
 
     pixels: np.ndarray  # HxWx3 uint8, RGB
-    content_hash: str  # sha256 hex of the normalised PNG encoding: the image's key
+    content_hash: str  # sha256 over size + decoded RGB pixels (fetch.normalize.pixel_hash): the image's key
     source_format: str  # format sniffed from the bytes: "jpeg", "png", "webp", "gif", ...
     byte_size: int  # size of the downloaded bytes
     png_bytes: bytes  # the normalised image, PNG-encoded (what the hash is computed over)

@@ -115,6 +115,19 @@ def encode_png(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def pixel_hash(pixels: np.ndarray) -> str:
+    """The image's key: sha256 over its size and decoded RGB pixels.
+
+    Hashing pixels rather than an encoding keeps the key stable across Pillow/zlib upgrades and compression
+    settings, so dedupe and backfills over stored hashes survive upgrades; the same picture sent as JPEG-decoded
+    PNG or BMP gets the same key.
+    """
+    height, width = pixels.shape[:2]
+    digest = hashlib.sha256(f"rgb8:{width}x{height}:".encode())
+    digest.update(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
 def normalize_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "") -> SourceImage:
     """Decode ``data`` safely and normalise it (see module docstring).
 
@@ -162,7 +175,7 @@ def normalize_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, source
         im.close()
     return SourceImage(
         pixels=pixels,
-        content_hash=hashlib.sha256(png).hexdigest(),
+        content_hash=pixel_hash(pixels),
         source_format=fmt,
         byte_size=len(data),
         png_bytes=png,
