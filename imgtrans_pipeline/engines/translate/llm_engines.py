@@ -1,0 +1,391 @@
+"""LLM translation engines over HTTP: Google Gemini (``generateContent``) and OpenAI-compatible chat servers.
+
+They are the only route to pairs no offline model covers (e.g. anything → Korean). Both send the whole batch in
+one request as numbered items and ask for ``{"translations": [...]}`` back, because one round trip per image is
+what keeps an API engine affordable, and numbered items let us check that nothing was merged or dropped.
+
+Failures are sorted the way the pipeline needs: 429/5xx, timeouts and connection errors are retried with
+exponential backoff and jitter (a ``Retry-After`` header, or Gemini's ``RetryInfo.retryDelay``, wins over our own
+schedule); a reply that is not a JSON list of the right length with non-empty items is retried too, then raised
+as a transient ``TranslationError`` naming what was wrong; 400/401/403/404 and a missing API key are permanent.
+
+The HTTP calls use aiohttp but ``translate_batch`` is synchronous: it runs the coroutine with ``asyncio.run`` on
+the calling thread, or on a helper thread when the caller already runs an event loop, so it works from Dagster
+ops, worker threads and async code alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import email.utils
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from ...core.errors import EngineError, TranslationError, UnsupportedLanguagePair
+from ...core.languages import LANGUAGES
+from .base import check_translations
+
+logger = logging.getLogger(__name__)
+
+_RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
+_FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
+_THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way a later attempt may not (429/5xx, timeout, connection reset)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None when absent/invalid."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _gemini_retry_delay(body: Any) -> float | None:
+    """Gemini puts the wait in ``error.details[].retryDelay`` ("13s") rather than a header."""
+    try:
+        for detail in body["error"]["details"]:
+            delay = detail.get("retryDelay")
+            if isinstance(delay, str) and delay.endswith("s"):
+                return max(0.0, float(delay[:-1]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
+
+
+def parse_translation_reply(text: str) -> list[Any]:
+    """Extract the list of translations from a model's reply text.
+
+    Accepts ``{"translations": [...]}`` or a bare ``[...]``, inside Markdown code fences or not, after a
+    ``<think>`` block or chatter; items may be strings or objects with a ``translation``/``text`` field (ordered
+    by ``id`` when they carry one). Raises a transient ``TranslationError`` saying why when nothing parses.
+    """
+    cleaned = _THINK.sub("", text or "").strip()
+    fenced = _FENCE.match(cleaned)
+    if fenced:
+        cleaned = fenced.group(1).strip()
+    data: Any = None
+    try:
+        data = json.loads(cleaned)
+    except ValueError:
+        # Chatter around the JSON: take the outermost object or array.
+        for opener, closer in (("{", "}"), ("[", "]")):
+            start, end = cleaned.find(opener), cleaned.rfind(closer)
+            if 0 <= start < end:
+                try:
+                    data = json.loads(cleaned[start : end + 1])
+                    break
+                except ValueError:
+                    continue
+    if data is None:
+        snippet = (text or "")[:120].replace("\n", " ")
+        raise TranslationError(f"reply is not JSON: {snippet!r}", transient=True)
+    if isinstance(data, dict):
+        items = data.get("translations")
+        if items is None:
+            items = next((v for v in data.values() if isinstance(v, list)), None)
+        if items is None:
+            raise TranslationError(f"reply JSON has no 'translations' list (keys: {sorted(data)[:5]})", transient=True)
+        data = items
+    if not isinstance(data, list):
+        raise TranslationError(f"reply JSON is a {type(data).__name__}, not a list", transient=True)
+    if data and all(isinstance(item, dict) for item in data):
+        if all("id" in item for item in data):
+            with contextlib.suppress(TypeError, ValueError):
+                data = sorted(data, key=lambda item: int(item["id"]))
+        data = [next((item[k] for k in ("translation", "text", "target") if k in item), None) for item in data]
+    return data
+
+
+def _run_sync(coro_factory: Any) -> Any:
+    """Run ``coro_factory()`` to completion from synchronous code, whatever the calling thread is doing."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro_factory())
+    # Called from inside an event loop (async caller): asyncio.run would refuse, so use a helper thread.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-translate") as pool:
+        return pool.submit(asyncio.run, coro_factory()).result()
+
+
+class _HttpLLMTranslator:
+    """Shared prompt, retry and parsing logic; subclasses build the request and read the reply text."""
+
+    name = "llm"
+    default_api_key_env: str | None = None
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        require_api_key: bool = True,
+        timeout: float = 60.0,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        temperature: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env if api_key_env is not None else self.default_api_key_env
+        self.api_key = api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
+        if require_api_key and not self.api_key:
+            where = f"environment variable {self.api_key_env}" if self.api_key_env else "api_key option"
+            raise EngineError(
+                f"{self.name} translator needs an API key: set {where}", stage="translate", transient=False
+            )
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.temperature = temperature
+
+    # -- interface -------------------------------------------------------------------------------------------
+
+    def supports(self, source_lang: str, target_lang: str) -> bool:
+        return source_lang in LANGUAGES and target_lang in LANGUAGES and source_lang != target_lang
+
+    def translate_batch(self, texts: Sequence[str], source_lang: str, target_lang: str) -> list[str]:
+        """Translate all non-blank ``texts`` in one API request (retried as described in the module docstring)."""
+        if not self.supports(source_lang, target_lang):
+            raise UnsupportedLanguagePair(source_lang, target_lang, self.name, "use canonical codes, source != auto")
+        texts = list(texts)
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        out = ["" for _ in texts]
+        if not todo:
+            return out
+        batch = [texts[i].strip() for i in todo]
+        translated = _run_sync(lambda: self._translate_with_retries(batch, source_lang, target_lang))
+        for i, t in zip(todo, translated, strict=True):
+            out[i] = t
+        return out
+
+    # -- prompt ----------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def build_prompt(texts: list[str], source_lang: str, target_lang: str) -> tuple[str, str]:
+        """(system instruction, user message) asking for a JSON object with one translation per numbered item."""
+        src, tgt = LANGUAGES[source_lang], LANGUAGES[target_lang]
+        system = (
+            f"You are a professional translator of text found in product and marketing images (e-commerce "
+            f"banners, labels, packaging). Translate every item from {src} to {tgt}.\n"
+            "Rules:\n"
+            "- Translate each item on its own, faithfully and concisely: these are short captions in an image.\n"
+            "- Keep numbers, prices, units, percentages, model numbers, URLs and Latin-script brand names as they"
+            " are.\n"
+            "- Keep placeholders such as [0], [1] exactly as written, in a natural position.\n"
+            f"- Never answer in any language other than {tgt}; never add notes or explanations.\n"
+            f'- Reply with only a JSON object {{"translations": [...]}} holding exactly {len(texts)} strings: '
+            "the i-th string is the translation of item i."
+        )
+        items = [{"id": i + 1, "text": t} for i, t in enumerate(texts)]
+        user = json.dumps(
+            {"source_language": src, "target_language": tgt, "count": len(texts), "items": items},
+            ensure_ascii=False,
+        )
+        return system, user
+
+    # -- transport -------------------------------------------------------------------------------------------
+
+    def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+        """(url, headers, JSON body) for one call."""
+        raise NotImplementedError
+
+    def _reply_text(self, body: Any) -> str:
+        """The model's text out of a successful response body; raise TranslationError if there is none."""
+        raise NotImplementedError
+
+    def _backoff(self, attempt: int) -> float:
+        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter": spread retries of parallel workers
+
+    async def _attempt(self, session: aiohttp.ClientSession, texts: list[str], source: str, target: str) -> list[str]:
+        system, user = self.build_prompt(texts, source, target)
+        url, headers, payload = self._request(system, user)
+        try:
+            async with session.post(url, json=payload, headers=headers) as resp:
+                raw = await resp.text()
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        if status != 200:
+            message = raw[:300].replace("\n", " ")
+            if isinstance(body, dict) and isinstance(body.get("error"), dict):
+                message = str(body["error"].get("message", message))[:300]
+            if status in _RETRY_STATUSES:
+                if retry_after is None:
+                    retry_after = _gemini_retry_delay(body)
+                raise _Retryable(f"HTTP {status}: {message}", retry_after)
+            hint = " (check the API key)" if status in (401, 403) else ""
+            raise EngineError(f"{self.name} API answered HTTP {status}{hint}: {message}", stage="translate",
+                              transient=False)
+        if body is None:
+            raise TranslationError(f"response body is not JSON: {raw[:120]!r}", transient=True)
+        reply = self._reply_text(body)
+        return check_translations(texts, parse_translation_reply(reply), self.name)
+
+    async def _translate_with_retries(self, texts: list[str], source: str, target: str) -> list[str]:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        last_reason = "no attempt made"
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for attempt in range(1, self.max_attempts + 1):
+                try:
+                    return await self._attempt(session, texts, source, target)
+                except _Retryable as exc:
+                    last_reason, delay = exc.reason, exc.retry_after
+                except TranslationError as exc:
+                    last_reason, delay = exc.reason, None
+                if attempt == self.max_attempts:
+                    break
+                if delay is None:
+                    delay = self._backoff(attempt)
+                elif delay > self.max_retry_after:
+                    raise TranslationError(
+                        f"{self.name} ({self.model}): asked to wait {delay:.0f}s (> {self.max_retry_after:.0f}s): "
+                        f"{last_reason}", transient=True)
+                logger.warning("%s (%s) attempt %d/%d failed: %s; retrying in %.2fs", self.name, self.model,
+                               attempt, self.max_attempts, last_reason, delay)
+                await asyncio.sleep(delay)
+        raise TranslationError(
+            f"{self.name} ({self.model}) failed after {self.max_attempts} attempts: {last_reason}", transient=True
+        )
+
+
+class GeminiTranslator(_HttpLLMTranslator):
+    """Google Gemini via the REST ``models/{model}:generateContent`` API with a JSON response schema."""
+
+    name = "gemini"
+    default_api_key_env = "GEMINI_API_KEY"
+
+    def __init__(
+        self,
+        model: str = "gemini-2.5-flash",
+        base_url: str = "https://generativelanguage.googleapis.com/v1beta",
+        *,
+        thinking_budget: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, base_url, **options)
+        self.thinking_budget = thinking_budget
+
+    def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+        generation: dict[str, Any] = {
+            "temperature": self.temperature,
+            "responseMimeType": "application/json",
+            "responseSchema": {
+                "type": "OBJECT",
+                "properties": {"translations": {"type": "ARRAY", "items": {"type": "STRING"}}},
+                "required": ["translations"],
+            },
+        }
+        if self.thinking_budget is not None:
+            generation["thinkingConfig"] = {"thinkingBudget": self.thinking_budget}
+        payload = {
+            "systemInstruction": {"parts": [{"text": system}]},
+            "contents": [{"role": "user", "parts": [{"text": user}]}],
+            "generationConfig": generation,
+        }
+        headers = {"x-goog-api-key": self.api_key or "", "Content-Type": "application/json"}
+        return f"{self.base_url}/models/{self.model}:generateContent", headers, payload
+
+    def _reply_text(self, body: Any) -> str:
+        try:
+            candidates = body.get("candidates") or []
+            if not candidates:
+                block = (body.get("promptFeedback") or {}).get("blockReason")
+                raise TranslationError(f"no candidates in reply{f' (blocked: {block})' if block else ''}",
+                                       transient=True)
+            candidate = candidates[0]
+            parts = (candidate.get("content") or {}).get("parts") or []
+            text = "".join(p.get("text", "") for p in parts if not p.get("thought"))
+        except (AttributeError, TypeError) as exc:
+            raise TranslationError(f"unexpected generateContent reply shape: {exc}", transient=True) from exc
+        if not text.strip():
+            raise TranslationError(f"empty reply (finishReason {candidate.get('finishReason')})", transient=True)
+        return text
+
+
+class OpenAICompatibleTranslator(_HttpLLMTranslator):
+    """Any ``/v1/chat/completions`` server: OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM, ...
+
+    ``base_url`` includes the ``/v1`` part (as the OpenAI SDK's does). Local servers usually need no key, so a
+    key is required only for api.openai.com or when ``api_key_env`` is named explicitly (``require_api_key``
+    overrides). ``json_mode`` sends ``response_format: json_object``; turn it off for servers that reject it
+    (the parser copes with fenced or chatty JSON anyway).
+    """
+
+    name = "openai"
+    default_api_key_env = "OPENAI_API_KEY"
+
+    def __init__(
+        self,
+        model: str = "gpt-4o-mini",
+        base_url: str = "https://api.openai.com/v1",
+        *,
+        json_mode: bool = True,
+        require_api_key: bool | None = None,
+        **options: Any,
+    ) -> None:
+        if require_api_key is None:
+            require_api_key = bool(options.get("api_key_env")) or "api.openai.com" in base_url
+        super().__init__(model, base_url, require_api_key=require_api_key, **options)
+        self.json_mode = json_mode
+
+    def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
+        payload: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "temperature": self.temperature,
+        }
+        if self.json_mode:
+            payload["response_format"] = {"type": "json_object"}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return f"{self.base_url}/chat/completions", headers, payload
+
+    def _reply_text(self, body: Any) -> str:
+        try:
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise TranslationError(f"unexpected chat.completions reply shape: {exc}", transient=True) from exc
+        if not text.strip():
+            raise TranslationError(f"empty reply (finish_reason {choice.get('finish_reason')})", transient=True)
+        return text

@@ -1,0 +1,287 @@
+"""Translation as the pipeline uses it: cache, glossary, pass-through rules and reply validation around an engine.
+
+Why this layer exists:
+- A product catalogue repeats the same phrases on hundreds of images ("全新升级", "包邮"), so translations are
+  cached persistently in SQLite (WAL, shared by every worker process) keyed by engine, model, pair and text,
+  and each image needs at most one batched engine call for the texts not cached yet.
+- A glossary (brand names, fixed product terms) must win over any engine. Terms inside a text are swapped for
+  placeholders (``[0]``, which OPUS-MT and LLMs both copy through) and substituted back after translation;
+  a text that *is* a glossary term maps directly without an engine call. If the engine mangles a placeholder,
+  the original text and the term are translated plainly and the term's translation is replaced in the output;
+  the glossary value's presence is verified and a miss is logged.
+- Blank texts and texts with nothing to translate (prices, numbers, Latin text in a CJK image) pass through
+  untouched: engines hallucinate on them (OPUS-MT turns "¥99" into "Zoom 99").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...core.errors import InvalidRequest, UnsupportedLanguagePair
+from ...core.languages import AUTO, CJK_LANGUAGES
+from ...core.types import TranslationResult
+from .base import Translator, check_translations, model_id
+
+logger = logging.getLogger(__name__)
+
+_EXISTING_PLACEHOLDER = re.compile(r"\[\s*\d+\s*\]")
+
+
+def _placeholder(index: int) -> str:
+    return f"[{index}]"
+
+
+def _placeholder_pattern(index: int) -> re.Pattern[str]:
+    return re.compile(rf"\[\s*{index}\s*\]")
+
+
+class TranslationCache:
+    """Persistent (engine, model, source, target, text) → translation store in one SQLite file.
+
+    Thread-safe (one connection per process behind a lock) and process-safe (WAL journal, busy timeout), so
+    every worker of a run, and every later run, reuses what any of them translated. ``":memory:"`` works too.
+    """
+
+    _SCHEMA = """
+        CREATE TABLE IF NOT EXISTS translations (
+            engine TEXT NOT NULL, model TEXT NOT NULL, source_lang TEXT NOT NULL, target_lang TEXT NOT NULL,
+            source_text TEXT NOT NULL, translation TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (engine, model, source_lang, target_lang, source_text)
+        ) WITHOUT ROWID
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection must not cross a fork (Dagster's multiprocess executor forks/spawns workers).
+        if self._conn is None or self._pid != os.getpid():
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA busy_timeout=30000")
+            if self.path != ":memory:":
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(self._SCHEMA)
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def get_many(self, engine: str, model: str, source_lang: str, target_lang: str,
+                 texts: Iterable[str]) -> dict[str, str]:
+        """Cached translations for those of ``texts`` that have one."""
+        wanted = list(dict.fromkeys(texts))
+        found: dict[str, str] = {}
+        with self._lock:
+            conn = self._connection()
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = conn.execute(
+                    "SELECT source_text, translation FROM translations WHERE engine=? AND model=? AND source_lang=?"
+                    f" AND target_lang=? AND source_text IN ({marks})",
+                    (engine, model, source_lang, target_lang, *chunk),
+                )
+                found.update(dict(rows.fetchall()))
+        return found
+
+    def put_many(self, engine: str, model: str, source_lang: str, target_lang: str,
+                 pairs: Mapping[str, str]) -> None:
+        now = time.time()
+        rows = [(engine, model, source_lang, target_lang, s, t, now) for s, t in pairs.items()]
+        if not rows:
+            return
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._connection().execute("SELECT COUNT(*) FROM translations").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class _Item:
+    """How one input text is handled."""
+
+    text: str  # stripped input
+    final: str | None = None  # set when no engine call is needed (blank, pass-through, whole-text glossary)
+    engine_text: str = ""  # what is sent to the engine (placeholders in place of glossary terms)
+    terms: list[tuple[str, str]] = field(default_factory=list)  # (matched source term, glossary value)
+
+
+def needs_translation(text: str, source_lang: str) -> bool:
+    """False for text with nothing an engine should touch: no letters, or (CJK source) no CJK letters."""
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return False
+    if source_lang in CJK_LANGUAGES:
+        return any(ord(ch) >= 0x2E80 for ch in letters)
+    return True
+
+
+class TranslationService:
+    """Cache + glossary + validation around one ``Translator``; ``translate`` is what the pipeline calls."""
+
+    def __init__(self, translator: Translator, cache: TranslationCache | None = None,
+                 glossary: Mapping[str, str] | None = None) -> None:
+        self.translator = translator
+        self.cache = cache
+        self.glossary = dict(glossary or {})
+
+    # -- glossary --------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _normalise(text: str) -> str:
+        return unicodedata.normalize("NFKC", text).strip().casefold()
+
+    def _prepare(self, text: str, source_lang: str, lookup: Mapping[str, str],
+                 term_regex: re.Pattern[str] | None) -> _Item:
+        stripped = text.strip()
+        item = _Item(stripped)
+        if not stripped:
+            item.final = ""
+            return item
+        if self._normalise(stripped) in lookup:
+            item.final = lookup[self._normalise(stripped)]
+            return item
+        if not needs_translation(stripped, source_lang):
+            item.final = stripped
+            return item
+        item.engine_text = stripped
+        if term_regex is None:
+            return item
+        terms: list[tuple[str, str]] = []
+        use_placeholders = not _EXISTING_PLACEHOLDER.search(stripped)
+
+        def swap(match: re.Match[str]) -> str:
+            value = lookup.get(self._normalise(match.group(0)))
+            if value is None:  # IGNORECASE matched a spelling casefold/NFKC does not equate: leave it alone
+                return match.group(0)
+            terms.append((match.group(0), value))
+            return _placeholder(len(terms) - 1)
+
+        replaced = term_regex.sub(swap, stripped)
+        item.terms = terms
+        if terms and use_placeholders:
+            item.engine_text = replaced
+        return item
+
+    @staticmethod
+    def _restore(translation: str, item: _Item) -> str | None:
+        """Put glossary values back in place of the placeholders; None when one is missing (mangled)."""
+        out = translation
+        for index, (_term, value) in enumerate(item.terms):
+            pattern = _placeholder_pattern(index)
+            if not pattern.search(out):
+                return None
+            out = pattern.sub(lambda _m, v=value: v, out)
+        return re.sub(r"\s{2,}", " ", out).strip()
+
+    # -- main entry ------------------------------------------------------------------------------------------
+
+    def translate(self, texts: Sequence[str], source_lang: str, target_lang: str,
+                  glossary: Mapping[str, str] | None = None) -> TranslationResult:
+        """Translate one image's texts (one result per text, same order) with at most one engine call
+        for everything not cached (two when the engine mangled a glossary placeholder)."""
+        texts = list(texts)
+        if source_lang == AUTO:
+            raise InvalidRequest("source_lang", "'auto' must be resolved (e.g. from OCR) before translation")
+        engine = self.translator.name
+        if source_lang == target_lang:
+            logger.info("source and target are both %s: texts pass through untranslated", source_lang)
+            return TranslationResult(texts, [t.strip() for t in texts], source_lang, target_lang, engine, "identity")
+        if not self.translator.supports(source_lang, target_lang):
+            raise UnsupportedLanguagePair(source_lang, target_lang, engine)
+        model = model_id(self.translator, source_lang, target_lang)
+
+        merged = {**self.glossary, **(glossary or {})}
+        merged = {k.strip(): v.strip() for k, v in merged.items() if k.strip()}
+        term_regex = None
+        if merged:
+            terms = sorted(merged, key=len, reverse=True)  # longest first so "耐克Air" beats "耐克"
+            term_regex = re.compile("|".join(re.escape(t) for t in terms), re.IGNORECASE)
+        lookup = {self._normalise(k): v for k, v in merged.items()}
+        items = [self._prepare(t, source_lang, lookup, term_regex) for t in texts]
+
+        pending = [it for it in items if it.final is None]
+        engine_out, hits = self._translate_engine_texts([it.engine_text for it in pending], source_lang,
+                                                        target_lang, engine, model)
+        mangled: list[_Item] = []
+        for it in pending:
+            raw = engine_out[it.engine_text]
+            if it.terms:
+                # Placeholders not used (the text already had "[n]"-like parts) count as mangled: post-replace.
+                restored = self._restore(raw, it) if it.engine_text != it.text else None
+                if restored is None:
+                    mangled.append(it)
+                    continue
+                it.final = restored
+            else:
+                it.final = raw
+        if mangled:
+            self._fallback_glossary(mangled, source_lang, target_lang, engine, model)
+        for it in items:
+            for term, value in it.terms:
+                if value and value.casefold() not in (it.final or "").casefold():
+                    logger.warning("glossary term %r -> %r missing from translation %r of %r",
+                                   term, value, it.final, it.text)
+        translations = [it.final or "" for it in items]
+        return TranslationResult(texts, translations, source_lang, target_lang, engine, model, cache_hits=hits)
+
+    def _translate_engine_texts(self, engine_texts: list[str], source_lang: str, target_lang: str,
+                                engine: str, model: str) -> tuple[dict[str, str], int]:
+        """Translations for ``engine_texts`` from the cache or one engine call; also the number of cache hits."""
+        unique = list(dict.fromkeys(engine_texts))
+        cached = self.cache.get_many(engine, model, source_lang, target_lang, unique) if self.cache is not None else {}
+        hits = sum(1 for t in engine_texts if t in cached)
+        missing = [t for t in unique if t not in cached]
+        result = dict(cached)
+        if missing:
+            logger.debug("%s/%s: translating %d text(s), %d cached", engine, model, len(missing), len(cached))
+            fresh = check_translations(missing, self.translator.translate_batch(missing, source_lang, target_lang),
+                                       engine)
+            new = dict(zip(missing, fresh, strict=True))
+            if self.cache is not None:
+                self.cache.put_many(engine, model, source_lang, target_lang, new)
+            result.update(new)
+        return result, hits
+
+    def _fallback_glossary(self, items: list[_Item], source_lang: str, target_lang: str,
+                           engine: str, model: str) -> None:
+        """Translate the original texts and the glossary terms alone, then replace each term's translation."""
+        logger.info("engine mangled glossary placeholders in %d text(s): falling back to post-replacement",
+                    len(items))
+        wanted = [it.text for it in items] + [term for it in items for term, _ in it.terms]
+        out, _ = self._translate_engine_texts(wanted, source_lang, target_lang, engine, model)
+        for it in items:
+            final = out[it.text]
+            for term, value in it.terms:
+                term_translation = out.get(term, "").strip().rstrip(".")
+                if term_translation and value.casefold() not in final.casefold():
+                    final = re.sub(re.escape(term_translation), lambda _m, v=value: v, final, flags=re.IGNORECASE)
+            it.final = final
