@@ -28,6 +28,16 @@ def project_root() -> Path:
     return Path(_env("IMGTRANS_HOME", os.getcwd())).resolve()
 
 
+def default_models_dir() -> Path:
+    """IMGTRANS_MODELS_DIR, else $IMGTRANS_HOME/models, else models/ of the source checkout (where `make` puts
+    them), so the CLI finds its models whatever the working directory."""
+    if os.environ.get("IMGTRANS_MODELS_DIR"):
+        return Path(os.environ["IMGTRANS_MODELS_DIR"]).expanduser().resolve()
+    if os.environ.get("IMGTRANS_HOME"):
+        return Path(os.environ["IMGTRANS_HOME"]).expanduser().resolve() / "models"
+    return Path(__file__).resolve().parents[2] / "models"
+
+
 @dataclass(frozen=True)
 class Settings:
     models_dir: str
@@ -50,7 +60,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         root = project_root()
-        models_dir = _env("IMGTRANS_MODELS_DIR", str(root / "models"))
+        models_dir = _env("IMGTRANS_MODELS_DIR", str(default_models_dir()))
         return cls(
             models_dir=models_dir,
             artifacts_url=_env("IMGTRANS_ARTIFACTS", str(root / "artifacts")),

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ...core.errors import EngineError, InvalidRequest, UnsupportedLanguagePair
+from ...core.errors import EngineError, InvalidRequest, TranslationError, UnsupportedLanguagePair
 from ...core.languages import CHARACTER_WRAPPED, normalize_language
 from .base import check_translations
 
@@ -224,9 +224,11 @@ class CTranslate2Translator:
         outputs = [joiner.join(p for p in parts if p) for parts in pieces]
         for index, output in enumerate(outputs):
             if not output and texts[index].strip():
-                # A deterministic model will not do better on retry; symbols/numbers read best left as they are.
-                logger.warning("%s produced nothing for %r: keeping the source text", self.model, texts[index])
-                outputs[index] = texts[index].strip()
+                # Texts without letters never reach the engine (the service passes them through), so an empty
+                # output is a real failure; the model is deterministic, so retrying cannot help.
+                raise TranslationError(
+                    f"{self.model} produced an empty translation for {texts[index][:40]!r}", transient=False
+                )
         return check_translations(texts, outputs, self.name)
 
 
