@@ -88,3 +88,15 @@ def detect_script_language(text: str) -> str | None:
         return "ja"
     best = max(counts, key=lambda k: counts[k])
     return best if counts[best] else None
+
+
+def needs_translation(text: str, source_lang: str) -> bool:
+    """False for text with nothing to translate: no letters (prices, numbers), or, for a CJK source, no CJK
+    letters (brand names, model numbers, a round shape misread as "O"). Such text is left in the image as it is.
+    """
+    letters = [ch for ch in text if ch.isalpha()]
+    if not letters:
+        return False
+    if source_lang in CJK_LANGUAGES:
+        return any(ord(ch) >= 0x2E80 for ch in letters)
+    return True

@@ -74,6 +74,12 @@ class OcrResult:
     detected_lang: str | None = None  # filled when the request's source_lang was 'auto'
     dropped_low_confidence: int = 0
     slices: int = 1  # how many slices a tall image was cut into
+    # Blocks with nothing to translate (prices, model numbers, Latin brand names in a CJK image): left in the
+    # image untouched, neither erased nor re-drawn. ``blocks`` holds only the ones to translate.
+    kept_blocks: list[TextBlock] = field(default_factory=list)
+
+    def translatable_regions(self) -> list[TextRegion]:
+        return [region for block in self.blocks for region in block.regions]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -83,6 +89,7 @@ class OcrResult:
             "slices": self.slices,
             "regions": [r.to_dict() for r in self.regions],
             "blocks": [b.to_dict() for b in self.blocks],
+            "kept_blocks": [b.to_dict() for b in self.kept_blocks],
         }
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import InvalidRequest, UnsupportedLanguagePair
-from ...core.languages import AUTO, CJK_LANGUAGES
+from ...core.languages import AUTO, needs_translation
 from ...core.types import TranslationResult
 from .base import Translator, check_translations, model_id
 
@@ -132,16 +132,6 @@ class _Item:
     final: str | None = None  # set when no engine call is needed (blank, pass-through, whole-text glossary)
     engine_text: str = ""  # what is sent to the engine (placeholders in place of glossary terms)
     terms: list[tuple[str, str]] = field(default_factory=list)  # (matched source term, glossary value)
-
-
-def needs_translation(text: str, source_lang: str) -> bool:
-    """False for text with nothing an engine should touch: no letters, or (CJK source) no CJK letters."""
-    letters = [ch for ch in text if ch.isalpha()]
-    if not letters:
-        return False
-    if source_lang in CJK_LANGUAGES:
-        return any(ord(ch) >= 0x2E80 for ch in letters)
-    return True
 
 
 class TranslationService:

@@ -1,0 +1,206 @@
+"""``imgtrans``: translate images from the command line through the same Dagster job the UI and sensor run.
+
+Each batch of inputs becomes one in-process run of ``translate_images`` recorded in the Dagster instance
+(``$DAGSTER_HOME``, or ``./.dagster_home`` when unset), so CLI runs show up in ``dagster dev`` like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from .core.logs import JsonFormatter
+
+logger = logging.getLogger("imgtrans")
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if os.environ.get("IMGTRANS_LOG_FORMAT") == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("imgtrans_pipeline")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+def dagster_instance() -> Any:
+    """The Dagster instance runs are recorded in: $DAGSTER_HOME, else ./.dagster_home with ./dagster.yaml."""
+    from dagster import DagsterInstance
+
+    home = os.environ.get("DAGSTER_HOME")
+    if home:
+        return DagsterInstance.get()
+    local = Path.cwd() / ".dagster_home"
+    local.mkdir(exist_ok=True)
+    project_yaml = Path.cwd() / "dagster.yaml"
+    target = local / "dagster.yaml"
+    if project_yaml.exists() and not target.exists():
+        shutil.copyfile(project_yaml, target)
+    os.environ["DAGSTER_HOME"] = str(local)
+    return DagsterInstance.get()
+
+
+@dataclass
+class Outcome:
+    input: str
+    request_id: str
+    status: str
+    result: str | None
+    error: str | None
+    run_id: str
+
+
+def _request_config(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[str, Any]:
+    return {
+        "request_id": request_id,
+        "image_url": input_ref,
+        "target_lang": args.to,
+        "source_lang": args.source,
+        "output_format": args.format,
+    }
+
+
+def _read_meta(store: Any, request_id: str) -> dict[str, Any] | None:
+    from .storage import get_json
+
+    try:
+        return get_json(store, request_id, "meta.json")
+    except Exception:
+        return None
+
+
+def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcome]:
+    """Run the Dagster job in-process over ``inputs`` in batches; return one outcome per input."""
+    from .core.config import Settings
+    from .orchestration.definitions import build_definitions
+    from .orchestration.jobs import TRANSLATE_JOB
+
+    settings = Settings.from_env()
+    if args.artifacts:
+        settings = Settings(**{**settings.__dict__, "artifacts_url": args.artifacts})
+    defs = build_definitions(settings)
+    job = defs.resolve_job_def(TRANSLATE_JOB)
+    from .orchestration.resources import ArtifactStoreResource
+
+    store = ArtifactStoreResource(url=settings.artifacts_url).store()
+    instance = dagster_instance()
+    outcomes: list[Outcome] = []
+    batches = [inputs[i:i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
+    progress = _progress(len(inputs), enabled=len(inputs) > 1 and not args.json)
+    for batch in batches:
+        ids = {ref: f"cli-{uuid.uuid4().hex[:12]}" for ref in batch}
+        run_config = {"ops": {"download": {"config": {
+            "requests": [_request_config(ref, args, ids[ref]) for ref in batch]}}}}
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                        tags={"imgtrans/source": "cli"})
+        for ref in batch:
+            meta = _read_meta(store, ids[ref])
+            if meta is None:
+                error = _run_error(result) or "the run failed before the request was recorded"
+                outcomes.append(Outcome(ref, ids[ref], "failed", None, error, result.run_id))
+            else:
+                err = meta.get("error")
+                reason = f"[{err['stage']}] {err['reason']}" if err else None
+                outcomes.append(Outcome(ref, ids[ref], meta["status"], meta.get("result"), reason, result.run_id))
+        progress(len(batch))
+    progress(0, close=True)
+    return outcomes
+
+
+def _run_error(result: Any) -> str | None:
+    for event in result.all_events:
+        if event.is_failure and event.step_failure_data is not None:
+            return event.step_failure_data.error.message.strip().splitlines()[0]
+    return None
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return lambda n, close=False: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", file=sys.stderr)
+
+    def advance(n: int, close: bool = False) -> None:
+        bar.update(n)
+        if close:
+            bar.close()
+
+    return advance
+
+
+def _local_path(uri: str | None) -> Path | None:
+    if uri and uri.startswith("file://"):
+        return Path(urlparse(uri).path)
+    return None
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    inputs: list[str] = []
+    for ref in args.inputs:
+        path = Path(ref)
+        if path.is_dir():
+            inputs += [str(p) for p in sorted(path.iterdir())
+                       if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff")]
+        else:
+            inputs.append(ref)
+    if not inputs:
+        print("imgtrans: no input images", file=sys.stderr)
+        return 2
+    outcomes = translate_inputs(inputs, args)
+    out_dir = Path(args.out) if args.out else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for outcome in outcomes:
+        shown = outcome.result
+        local = _local_path(outcome.result)
+        if out_dir and local is not None:
+            dest = out_dir / f"{Path(urlparse(outcome.input).path).stem}.{args.to}{local.suffix}"
+            shutil.copyfile(local, dest)
+            shown = str(dest)
+        elif local is not None:
+            shown = str(local)
+        if outcome.status != "succeeded":
+            failed += 1
+        if args.json:
+            print(json.dumps({**outcome.__dict__, "result": shown}, ensure_ascii=False))
+        elif outcome.status == "succeeded":
+            print(f"{outcome.input} -> {shown}")
+        else:
+            print(f"{outcome.input} FAILED {outcome.error} (request {outcome.request_id}, run {outcome.run_id})")
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imgtrans", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("translate", help="translate images (files, folders, URLs) through the Dagster job")
+    tr.add_argument("inputs", nargs="+", help="image files, folders of images, http(s)://, file:// or s3:// URLs")
+    tr.add_argument("--to", required=True, help="target language (e.g. en, ko, ja)")
+    tr.add_argument("--from", dest="source", default="auto", help="source language (default: auto)")
+    tr.add_argument("--out", help="copy results here as <name>.<lang>.<ext>")
+    tr.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="output format")
+    tr.add_argument("--artifacts", help="artifact store (directory or s3://bucket/prefix); default ./artifacts")
+    tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
+    tr.add_argument("--json", action="store_true", help="print one JSON object per input")
+    tr.set_defaults(func=_cmd_translate)
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The Dagster entry point: the only module ``workspace.yaml`` names.
+
+Resources take their defaults from ``IMGTRANS_*`` environment variables (see ``core.config``); each can be
+overridden per run in the Launchpad under ``resources:``.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from ..core.config import Settings
+from .jobs import translate_images
+from .resources import (
+    ArtifactStoreResource,
+    FetchResource,
+    InpaintResource,
+    OcrResource,
+    RenderResource,
+    TranslatorResource,
+)
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, object]:
+    settings = settings or Settings.from_env()
+    return {
+        "fetcher": FetchResource(
+            allow_private_urls=settings.allow_private_urls,
+            max_bytes=settings.max_download_bytes,
+            max_pixels=settings.max_image_pixels,
+            concurrency=settings.download_concurrency,
+        ),
+        "ocr_engine": OcrResource(engine=settings.ocr_engine, min_confidence=settings.min_confidence,
+                                  models_dir=settings.models_dir),
+        "translator": TranslatorResource(
+            engine=settings.translate_engine,
+            models_dir=settings.models_dir,
+            model=settings.translate_model,
+            base_url=settings.translate_base_url,
+            cache_path=settings.translation_cache,
+            glossary_file=settings.glossary_file,
+        ),
+        "inpainting": InpaintResource(engine=settings.inpaint_engine),
+        "renderer": RenderResource(fonts_dir=settings.fonts_dir),
+        "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> Definitions:
+    return Definitions(jobs=[translate_images], resources=build_resources(settings))
+
+
+defs = build_definitions()

@@ -1,0 +1,241 @@
+"""The ops: thin wrappers that call one function of ``stages`` each and record what it produced.
+
+Every op works on a batch of requests. A request that fails is marked failed inside the batch and skipped by the
+later ops; only transient failures (timeouts, 429/5xx, an API returning garbage) make the op raise, so Dagster's
+``RetryPolicy`` retries it with backoff. On the last attempt the op records them as failures instead of raising,
+so the other requests of the batch still finish. GPU-bound ops (OCR, inpaint) run in the ``gpu`` pool.
+"""
+
+# No `from __future__ import annotations`: Dagster resolves Config and resource types from live annotations.
+
+import dataclasses
+from typing import Any
+
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    Backoff,
+    Config,
+    Failure,
+    Jitter,
+    MetadataValue,
+    OpExecutionContext,
+    RetryPolicy,
+    op,
+)
+from pydantic import Field
+
+from .. import stages
+from ..core.errors import InvalidRequest
+from ..core.request import TranslationRequest, parse_request
+from ..stages import WorkItem
+from .resources import (
+    ArtifactStoreResource,
+    FetchResource,
+    InpaintResource,
+    OcrResource,
+    RenderResource,
+    TranslatorResource,
+)
+
+GPU_POOL = "gpu"
+MAX_RETRIES = 3
+TRANSIENT_RETRY = RetryPolicy(max_retries=MAX_RETRIES, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+ASSET_PREFIX = "imgtrans"
+
+
+class RequestConfig(Config):
+    """One translation request, as typed into the Launchpad or sent by the sensor."""
+
+    request_id: str = Field(default="", description="Unique id; generated when empty.")
+    image_url: str = Field(description="http(s)://, file://, s3://bucket/key or a local path.")
+    target_lang: str = Field(description="Target language code, e.g. en, ko, ja.")
+    source_lang: str = Field(default="auto", description="Source language code, or auto.")
+    output_format: str = Field(default="png", description="png, jpeg or webp.")
+    jpeg_quality: int = 92
+    force: bool = Field(default=False, description="Recompute even if this image was already translated.")
+    glossary: dict[str, str] = Field(default_factory=dict, description="Fixed term -> translation.")
+    callback_url: str = ""
+
+    def to_request(self) -> TranslationRequest:
+        raw: dict[str, Any] = {
+            "request_id": self.request_id,
+            "image_url": self.image_url,
+            "target_lang": self.target_lang,
+            "source_lang": self.source_lang,
+            "options": {"output_format": self.output_format, "jpeg_quality": self.jpeg_quality,
+                        "force": self.force, "glossary": self.glossary},
+        }
+        if self.callback_url:
+            raw["callback_url"] = self.callback_url
+        return parse_request(raw)
+
+
+class BatchConfig(Config):
+    requests: list[RequestConfig] = Field(description="The requests this run translates (one or more).")
+
+
+class TransientStageError(Exception):
+    """Raised to make Dagster retry an op whose batch had transient failures."""
+
+
+def _copy_items(items: list[WorkItem]) -> list[WorkItem]:
+    # Ops must not mutate their inputs: with the in-memory IO manager two branches (translate ∥ inpaint) and a
+    # retried attempt would otherwise see each other's changes. Shallow copies share the big pixel arrays.
+    return [
+        dataclasses.replace(item, timings=dict(item.timings), artifacts=dict(item.artifacts),
+                            engines=dict(item.engines))
+        for item in items
+    ]
+
+
+def _retry_transient(context: OpExecutionContext, items: list[WorkItem], stage: str) -> None:
+    transient = [item for item in items if item.failed_transiently and item.failure["stage"] == stage]
+    if transient and context.retry_number < MAX_RETRIES:
+        reasons = "; ".join(f"{item.request_id}: {item.failure['reason']}" for item in transient)
+        raise TransientStageError(f"{len(transient)} request(s) failed transiently in {stage}: {reasons}")
+
+
+def _materialize(context: OpExecutionContext, asset: str, item: WorkItem, artifact: str,
+                 **metadata: Any) -> None:
+    uri = item.artifacts.get(artifact)
+    meta: dict[str, Any] = {"request_id": item.request_id, "artifact": MetadataValue.url(uri) if uri else None,
+                            **metadata}
+    if item.source is not None:
+        meta["content_hash"] = item.source.content_hash
+    context.log_event(AssetMaterialization(
+        asset_key=AssetKey([ASSET_PREFIX, asset]),
+        description=f"{asset} of request {item.request_id}",
+        metadata={k: v for k, v in meta.items() if v is not None},
+        tags={"imgtrans/request_id": item.request_id},
+    ))
+
+
+@op(retry_policy=TRANSIENT_RETRY, tags={"kind": "io"})
+def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchResource, ocr_engine: OcrResource,
+             translator: TranslatorResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
+    """Validate the requests, check the language pairs, download and normalise the images."""
+    items: list[WorkItem] = []
+    for position, request_config in enumerate(config.requests):
+        try:
+            items.append(WorkItem(request=request_config.to_request()))
+        except InvalidRequest as error:
+            # Invalid config is the caller's mistake: retrying cannot fix it.
+            raise Failure(f"request #{position} is invalid: {error.reason}",
+                          metadata={"request_id": request_config.request_id or "(none)"},
+                          allow_retries=False) from error
+
+    def supports(source: str, target: str) -> None:
+        ocr_engine.check_language(source)
+        translator.check_pair(source, target)
+
+    stages.check_languages(items, supports)
+    stages.fetch_stage(items, fetcher.fetch_images, artifacts.store())
+    _retry_transient(context, items, "download")
+    for item in items:
+        if item.ok and item.source is not None:
+            _materialize(context, "source_image", item, "source.png", width=item.source.width,
+                         height=item.source.height, source_format=item.source.source_format)
+    return items
+
+
+@op(retry_policy=TRANSIENT_RETRY, pool=GPU_POOL, tags={"kind": "gpu"})
+def ocr(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResource,
+        artifacts: ArtifactStoreResource) -> list[WorkItem]:
+    """Find and read the text lines (tall images in overlapping slices), grouped into blocks."""
+    items = _copy_items(items)
+    stages.ocr_stage(items, ocr_engine.recognize, artifacts.store())
+    _retry_transient(context, items, "ocr")
+    for item in items:
+        if item.ok and item.ocr is not None:
+            _materialize(context, "ocr_result", item, "ocr.json", regions=len(item.ocr.regions),
+                         blocks=len(item.ocr.blocks), detected_lang=item.source_lang or "none",
+                         text=MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)"))
+    return items
+
+
+def _text_table(item: WorkItem) -> MetadataValue:
+    assert item.translation is not None
+    rows = ["| # | source | translation |", "|---|---|---|"]
+    for i, (src, dst) in enumerate(zip(item.translation.source_texts, item.translation.translations,
+                                       strict=True), 1):
+        rows.append(f"| {i} | {src.replace('|', '/')} | {dst.replace('|', '/')} |")
+    return MetadataValue.md("\n".join(rows))
+
+
+@op(retry_policy=TRANSIENT_RETRY, tags={"kind": "io"})
+def translate(context: OpExecutionContext, items: list[WorkItem], translator: TranslatorResource,
+              artifacts: ArtifactStoreResource) -> list[WorkItem]:
+    """Translate each image's text blocks in one batched call (cached, glossary applied)."""
+    items = _copy_items(items)
+    stages.translate_stage(items, translator.translate, artifacts.store())
+    _retry_transient(context, items, "translate")
+    for item in items:
+        if item.ok and item.translation is not None:
+            _materialize(context, "translation", item, "translation.json", texts=len(item.translation.translations),
+                         engine=item.engines.get("translate", ""), cache_hits=item.translation.cache_hits,
+                         text_table=_text_table(item))
+    return items
+
+
+@op(retry_policy=TRANSIENT_RETRY, pool=GPU_POOL, tags={"kind": "gpu"})
+def inpaint(context: OpExecutionContext, items: list[WorkItem], inpainting: InpaintResource,
+            renderer: RenderResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
+    """Erase the original text: mask from the OCR polygons, then the inpainting engine."""
+    items = _copy_items(items)
+    engine = inpainting.inpainter()
+    stages.inpaint_stage(items, engine.inpaint, engine.name, artifacts.store(), renderer.encode_png)
+    _retry_transient(context, items, "inpaint")
+    for item in items:
+        if item.ok and item.inpainted is not None:
+            masked = float((item.inpainted.mask > 0).mean())
+            _materialize(context, "inpainted_image", item, "inpainted.png", engine=engine.name,
+                         mask=MetadataValue.url(item.artifacts["mask.png"]), masked_fraction=round(masked, 4))
+    return items
+
+
+@op(retry_policy=TRANSIENT_RETRY, tags={"kind": "cpu"})
+def render(context: OpExecutionContext, translated: list[WorkItem], inpainted: list[WorkItem],
+           renderer: RenderResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
+    """Draw each translation into its text block of the inpainted image."""
+    items = stages.merge_branches(_copy_items(translated), _copy_items(inpainted))
+    stages.render_stage(items, renderer.render, artifacts.store())
+    _retry_transient(context, items, "render")
+    for item in items:
+        if item.ok and item.rendered is not None:
+            name = next(n for n in item.artifacts if n.startswith("result."))
+            _materialize(context, "rendered_image", item, name, format=item.rendered.format,
+                         blocks_drawn=item.rendered.blocks_drawn, font=item.rendered.font)
+    return items
+
+
+@op(tags={"kind": "io"})
+def publish(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResource, translator: TranslatorResource,
+            inpainting: InpaintResource, artifacts: ArtifactStoreResource) -> list[dict[str, Any]]:
+    """Write every request's ``meta.json`` and report the outcome; the run fails if any request failed."""
+    items = _copy_items(items)
+    versions: dict[str, str] = {}
+    for resource in (ocr_engine, translator, inpainting):
+        try:
+            versions.update(resource.versions())
+        except Exception as error:
+            context.log.warning(f"could not read engine version: {error}")
+    stages.publish_stage(items, artifacts.store(), versions)
+    outcomes = [
+        {"request_id": item.request_id, "status": "succeeded" if item.ok else "failed",
+         "result": item.result_uri, "meta": item.artifacts.get("meta.json"), "error": item.failure}
+        for item in items
+    ]
+    for item in items:
+        if item.ok:
+            context.log.info(f"request {item.request_id} succeeded: {item.result_uri}")
+    failed = [item for item in items if not item.ok]
+    if failed:
+        lines = [f"{item.request_id}: [{item.failure['stage']}] {item.failure['reason']}" for item in failed]
+        raise Failure(
+            description=f"{len(failed)} of {len(items)} request(s) failed:\n" + "\n".join(lines),
+            metadata={"failed": MetadataValue.json([o for o in outcomes if o["status"] == "failed"]),
+                      "succeeded": len(items) - len(failed)},
+            allow_retries=False,
+        )
+    return outcomes

@@ -1,0 +1,207 @@
+"""Dagster resources: configuration of each engine, and the engine itself loaded once per process.
+
+A ``ConfigurableResource`` is instantiated for every run, but models must not be: the engines are kept in a
+process-wide cache keyed by their configuration, so the CLI (many runs in one process), in-process tests and a
+warm run worker all load each model exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+from dagster import ConfigurableResource
+
+from ..core.errors import EngineError, UnsupportedLanguagePair
+from ..core.types import OcrResult, RenderedImage, SourceImage, TranslationResult
+from ..engines.fetch import Downloader, FetchSettings
+from ..engines.inpaint import create_inpainter
+from ..engines.ocr import create_ocr_engine, run_ocr
+from ..engines.render import TextRenderer, encode_image
+from ..engines.translate import TranslationCache, TranslationService, create_translator
+from ..storage import create_artifact_store
+from ..storage.base import ArtifactStore
+
+T = TypeVar("T")
+_cache: dict[tuple[Any, ...], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def process_cached(key: tuple[Any, ...], factory: Callable[[], T]) -> T:
+    """Build an engine once per process per configuration (thread-safe)."""
+    with _cache_lock:
+        if key not in _cache:
+            _cache[key] = factory()
+        return _cache[key]
+
+
+class FetchResource(ConfigurableResource):
+    """Downloads (http/https, file, s3) with retries, limits and the private-address guard."""
+
+    allow_private_urls: bool = False
+    max_bytes: int = 30 * 1024 * 1024
+    max_pixels: int = 60_000_000
+    concurrency: int = 8
+    retries: int = 4  # in-process retries with backoff; the op's RetryPolicy retries what is still failing
+    backoff_base_s: float = 0.5
+    timeout_s: float = 30.0
+    s3_endpoint_url: str = ""
+
+    def _downloader(self) -> Downloader:
+        settings = FetchSettings(
+            allow_private=self.allow_private_urls,
+            max_bytes=self.max_bytes,
+            max_pixels=self.max_pixels,
+            concurrency=self.concurrency,
+            retries=self.retries,
+            backoff_base=self.backoff_base_s,
+            total_timeout=self.timeout_s,
+            s3_endpoint_url=self.s3_endpoint_url or None,
+        )
+        return process_cached(("fetch", repr(settings)), lambda: Downloader(settings))
+
+    def fetch_images(self, urls: list[str]) -> list[SourceImage | Exception]:
+        return self._downloader().fetch_images(urls)
+
+
+class OcrResource(ConfigurableResource):
+    """OCR engine per source language: the primary engine, and a fallback for languages it cannot read."""
+
+    engine: str = "rapidocr"
+    fallback_engine: str = "tesseract"  # the only offline engine for Korean source text
+    min_confidence: float = 0.6
+    tall_ratio: float = 3.0
+    threads: int = 2
+    models_dir: str = "models"
+
+    def _engine(self, name: str) -> Any:
+        options: dict[str, Any] = {}
+        if name == "rapidocr":
+            options["threads"] = self.threads
+        if name == "paddle":
+            options["models_dir"] = self.models_dir
+        return process_cached(("ocr", name, tuple(sorted(options.items()))),
+                              lambda: create_ocr_engine(name, **options))
+
+    def engine_for(self, lang: str) -> Any:
+        primary = self._engine(self.engine)
+        if lang == "auto" or lang in primary.languages() or not self.fallback_engine:
+            return primary
+        fallback = self._engine(self.fallback_engine)
+        return fallback if lang in fallback.languages() else primary
+
+    def check_language(self, lang: str) -> None:
+        engine = self.engine_for(lang)
+        if lang != "auto" and lang not in engine.languages():
+            raise EngineError(f"no OCR engine reads '{lang}' (tried {self.engine}, {self.fallback_engine})",
+                              stage="ocr")
+
+    def recognize(self, image: np.ndarray, lang: str) -> OcrResult:
+        return run_ocr(self.engine_for(lang), image, lang, min_confidence=self.min_confidence,
+                       tall_ratio=self.tall_ratio)
+
+    def versions(self) -> dict[str, str]:
+        return {"ocr": self._engine(self.engine).version()}
+
+
+class TranslatorResource(ConfigurableResource):
+    """Translation engine + cache + glossary. API engines read their key from the environment."""
+
+    engine: str = "ctranslate2"
+    models_dir: str = "models"
+    model: str = ""  # API model name (gemini/openai); empty = engine default
+    base_url: str = ""  # API base URL (openai-compatible servers, or a Gemini proxy)
+    api_key_env: str = ""  # name of the env var holding the key; empty = engine default
+    cache_path: str = ""  # SQLite translation cache; empty = no cache
+    glossary_file: str = ""  # JSON object {term: translation} applied to every request
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.engine == "ctranslate2":
+            options["models_dir"] = self.models_dir
+        if self.model:
+            options["model"] = self.model
+        if self.base_url:
+            options["base_url"] = self.base_url
+        if self.api_key_env:
+            options["api_key_env"] = self.api_key_env
+        return options
+
+    def service(self) -> TranslationService:
+        options = self._options()
+
+        def build() -> TranslationService:
+            translator = create_translator(self.engine, **options)
+            cache = TranslationCache(Path(self.cache_path)) if self.cache_path else None
+            glossary: dict[str, str] = {}
+            if self.glossary_file:
+                glossary = json.loads(Path(self.glossary_file).read_text(encoding="utf-8"))
+            return TranslationService(translator, cache=cache, glossary=glossary)
+
+        key = ("translate", self.engine, tuple(sorted(options.items())), self.cache_path, self.glossary_file)
+        return process_cached(key, build)
+
+    def check_pair(self, source_lang: str, target_lang: str) -> None:
+        translator = self.service().translator
+        if not translator.supports(source_lang, target_lang):
+            raise UnsupportedLanguagePair(source_lang, target_lang, translator.name)
+
+    def translate(self, texts: list[str], source_lang: str, target_lang: str,
+                  glossary: dict[str, str]) -> TranslationResult:
+        return self.service().translate(texts, source_lang, target_lang, glossary=glossary or None)
+
+    def versions(self) -> dict[str, str]:
+        translator = self.service().translator
+        return {"translate": f"{translator.name}:{translator.model}"}
+
+
+class InpaintResource(ConfigurableResource):
+    engine: str = "opencv"
+    model_path: str = ""  # LaMa TorchScript file; empty = models/inpaint/big-lama.pt
+    device: str = "auto"
+
+    def inpainter(self) -> Any:
+        options: dict[str, Any] = {}
+        if self.engine == "lama":
+            options = {"model_path": self.model_path or "models/inpaint/big-lama.pt", "device": self.device}
+        return process_cached(("inpaint", self.engine, tuple(sorted(options.items()))),
+                              lambda: create_inpainter(self.engine, **options))
+
+    def versions(self) -> dict[str, str]:
+        return {"inpaint": self.inpainter().version()}
+
+
+class RenderResource(ConfigurableResource):
+    fonts_dir: str = ""
+
+    def renderer(self) -> TextRenderer:
+        fonts_dir = self.fonts_dir or None
+        return process_cached(("render", fonts_dir), lambda: TextRenderer(fonts_dir=fonts_dir))
+
+    def render(self, *args: Any, **kwargs: Any) -> RenderedImage:
+        return self.renderer().render(*args, **kwargs)
+
+    @staticmethod
+    def encode_png(pixels: np.ndarray) -> bytes:
+        return encode_image(pixels, "png")
+
+
+class ArtifactStoreResource(ConfigurableResource):
+    """Where each request's folder of artifacts goes: a local directory or ``s3://bucket/prefix``."""
+
+    url: str = "artifacts"
+    s3_endpoint_url: str = ""
+    public_base_url: str = ""
+
+    def store(self) -> ArtifactStore:
+        options: dict[str, Any] = {}
+        if self.s3_endpoint_url:
+            options["endpoint_url"] = self.s3_endpoint_url
+        if self.public_base_url:
+            options["public_base_url"] = self.public_base_url
+        return process_cached(("store", self.url, tuple(sorted(options.items()))),
+                              lambda: create_artifact_store(self.url, **options))

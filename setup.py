@@ -1,0 +1,49 @@
+"""imgtrans-pipeline: translate the text inside images at production volume, orchestrated by Dagster."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+README = Path(__file__).with_name("README.md")
+
+setup(
+    name="imgtrans-pipeline",
+    version="0.1.0",
+    description="Translate the text inside images (OCR, translate, inpaint, render) as Dagster jobs.",
+    long_description=README.read_text(encoding="utf-8") if README.exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["imgtrans_pipeline", "imgtrans_pipeline.*"]),
+    package_data={"imgtrans_pipeline": ["py.typed", "**/*.json", "**/*.yaml"]},
+    install_requires=[
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        # OCR: PP-OCRv6 det/rec models ship inside the rapidocr wheel and run on onnxruntime (offline, no torch).
+        "rapidocr==3.10.0",
+        "onnxruntime>=1.20",
+        # Offline zh->en: OPUS-MT converted for CTranslate2 (installed into models/ by setup_models).
+        "ctranslate2==4.8.5",
+        "sentencepiece==0.2.3",
+        # Headless OpenCV: servers have no display and no libGL; rapidocr requires this variant too.
+        "opencv-python-headless>=4.10",
+        "aiohttp>=3.10",
+        "pillow>=11",
+        "numpy>=1.26",
+        "boto3>=1.34",
+        "tqdm>=4.66",
+    ],
+    extras_require={
+        # LaMa inpainting (TorchScript). torch==2.13.0 is the CPU wheel these machines carry on disk.
+        "lama": ["torch==2.13.0"],
+        # The PaddleOCR engine is installed by `make paddle` (requirements/paddle-*.txt), not as an extra: its
+        # declared requirements would replace numpy and the headless OpenCV the other stages use.
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "pytest-aiohttp>=1.0",
+            "moto[server]>=5.0",
+            "ruff>=0.6",
+        ],
+    },
+    entry_points={"console_scripts": ["imgtrans=imgtrans_pipeline.cli:main"]},
+)
