@@ -193,7 +193,7 @@ class PaddleOcrEngine:
                 PaddleOCR = _import_paddleocr()
         except ImportError as exc:
             raise OcrError(
-                "paddle OCR engine needs paddleocr==3.7.0 and paddlepaddle==3.3.1 installed"
+                f"paddle OCR engine cannot import its libraries ({exc}); install them with `make paddle`"
             ) from exc
         root = Path(model_root) if model_root else DEFAULT_MODEL_ROOT
         if det_model_dir is None or rec_model_dir is None:
