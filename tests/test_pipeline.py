@@ -17,7 +17,7 @@ from imgtrans_pipeline.core.config import Settings
 from imgtrans_pipeline.engines.ocr import run_ocr
 from imgtrans_pipeline.orchestration.definitions import build_resources
 from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
-from imgtrans_pipeline.orchestration.resources import FetchResource
+from imgtrans_pipeline.orchestration.resources import ArtifactStoreResource, FetchResource, TranslatorResource
 from tests.imagegen import character_error_rate, tall_image, text_image
 from tests.servers import serve_aiohttp
 
@@ -246,3 +246,65 @@ def test_invalid_request_config_names_the_field(tmp_path, instance):
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "image_url" in failure.step_failure_data.error.message
+
+
+# --- the same job with API translation engines and S3 storage ----------------------------------------------
+
+
+def test_chinese_to_korean_through_an_openai_compatible_server(tmp_path, instance, llm_wire_server,
+                                                               tesseract_ocr_engine, monkeypatch):
+    """The seeds' main use (zh -> ko) needs an API engine: here an OpenAI-compatible server on loopback."""
+    monkeypatch.setenv("OPENAI_API_KEY", llm_wire_server.OPENAI_KEY)
+    llm_wire_server.dictionary.update({"限时特价": "한정 특가"})
+    image = text_image(["限时特价"], width=480, height=160, font_size=56, left=60, top=40)
+    path = image.save(tmp_path / "sale.png")
+    translator = TranslatorResource(engine="openai", base_url=f"{llm_wire_server.base}/v1", model="local-model")
+    result = _run(tmp_path, instance, [{"request_id": "ko-1", "image_url": str(path), "target_lang": "ko",
+                                        "source_lang": "zh"}], resources={"translator": translator})
+    assert result.success, _meta(tmp_path, "ko-1")["error"]
+    [call] = llm_wire_server.requests  # one batched call for the image
+    assert call["path"] == "/v1/chat/completions"
+    pairs = json.loads((tmp_path / "artifacts" / "ko-1" / "translation.json").read_text("utf-8"))["pairs"]
+    assert pairs == [{"source": "限时特价", "translation": "[ko] 한정 특가"}]
+    rendered = np.asarray(Image.open(tmp_path / "artifacts" / "ko-1" / "result.png").convert("RGB"))
+    seen = "".join(_texts(tesseract_ocr_engine, rendered, "ko").split())
+    assert "한정" in seen and "특가" in seen, seen
+
+
+def test_korean_source_text_is_read_by_tesseract(tmp_path, instance, llm_wire_server, ocr_engine, monkeypatch):
+    """rapidocr cannot read Hangul; a Korean source is routed to the Tesseract engine automatically."""
+    monkeypatch.setenv("OPENAI_API_KEY", llm_wire_server.OPENAI_KEY)
+    llm_wire_server.dictionary.update({"무료 배송": "Free shipping", "무료배송": "Free shipping"})
+    image = text_image(["무료 배송"], width=420, height=150, font_size=52, left=50, top=40)
+    path = image.save(tmp_path / "ship.png")
+    translator = TranslatorResource(engine="openai", base_url=f"{llm_wire_server.base}/v1", model="local-model")
+    result = _run(tmp_path, instance, [{"request_id": "ko-src", "image_url": str(path), "target_lang": "en",
+                                        "source_lang": "ko"}], resources={"translator": translator})
+    assert result.success, _meta(tmp_path, "ko-src")["error"]
+    meta = _meta(tmp_path, "ko-src")
+    assert meta["engines"]["ocr"].startswith("tesseract")
+    rendered = np.asarray(Image.open(tmp_path / "artifacts" / "ko-src" / "result.png").convert("RGB"))
+    assert "free shipping" in _texts(ocr_engine, rendered, "en").lower()
+
+
+def test_s3_source_and_s3_artifact_store(tmp_path, instance, s3_server, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", s3_server.region)
+    client = s3_server.client()
+    client.create_bucket(Bucket="catalogue")
+    image = text_image(["全新升级"], width=360, height=140, font_size=44)
+    client.put_object(Bucket="catalogue", Key="in/p1.png", Body=image.png())
+    resources = {
+        "fetcher": FetchResource(s3_endpoint_url=s3_server.endpoint_url),
+        "artifacts": ArtifactStoreResource(url="s3://catalogue/translated", s3_endpoint_url=s3_server.endpoint_url),
+    }
+    result = _run(tmp_path, instance, [{"request_id": "s3-1", "image_url": "s3://catalogue/in/p1.png",
+                                        "target_lang": "en", "source_lang": "zh"}], resources=resources)
+    assert result.success
+    listed = client.list_objects_v2(Bucket="catalogue", Prefix="translated/s3-1/")
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed["Contents"]) == sorted(ARTIFACTS)
+    meta = json.loads(client.get_object(Bucket="catalogue", Key="translated/s3-1/meta.json")["Body"].read())
+    assert meta["status"] == "succeeded" and meta["result"] == "s3://catalogue/translated/s3-1/result.png"
+    head = client.head_object(Bucket="catalogue", Key="translated/s3-1/result.png")
+    assert head["ContentType"] == "image/png"
