@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import os
 import random
 import stat
 import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,6 +38,7 @@ import aiohttp
 from yarl import URL
 
 from imgtrans_pipeline.core.errors import FetchError, ImageError, PipelineError
+from imgtrans_pipeline.core.http import parse_retry_after
 from imgtrans_pipeline.core.types import SourceImage
 from imgtrans_pipeline.engines.fetch.normalize import DEFAULT_MAX_PIXELS, normalize_image
 from imgtrans_pipeline.engines.fetch.policy import PolicyResolver, Target, UrlPolicy
@@ -101,25 +99,6 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     query = "…" if parts.query else ""
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))[:300]
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP-date); None if absent/garbled."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -19,19 +19,18 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import email.utils
 import json
 import logging
 import os
 import random
 import re
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 
 from ...core.errors import EngineError, TranslationError, UnsupportedLanguagePair
+from ...core.http import parse_retry_after
 from ...core.languages import LANGUAGES
 from .base import check_translations
 
@@ -49,22 +48,6 @@ class _Retryable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None when absent/invalid."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _gemini_retry_delay(body: Any) -> float | None:
