@@ -255,7 +255,7 @@ def test_chinese_to_korean_through_an_openai_compatible_server(tmp_path, instanc
                                                                tesseract_ocr_engine, monkeypatch):
     """The seeds' main use (zh -> ko) needs an API engine: here an OpenAI-compatible server on loopback."""
     monkeypatch.setenv("OPENAI_API_KEY", llm_wire_server.OPENAI_KEY)
-    llm_wire_server.dictionary.update({"限时特价": "한정 특가"})
+    monkeypatch.setitem(llm_wire_server.dictionary, "限时特价", "한정 특가")  # restored after the test
     image = text_image(["限时特价"], width=480, height=160, font_size=56, left=60, top=40)
     path = image.save(tmp_path / "sale.png")
     translator = TranslatorResource(engine="openai", base_url=f"{llm_wire_server.base}/v1", model="local-model")
@@ -274,7 +274,8 @@ def test_chinese_to_korean_through_an_openai_compatible_server(tmp_path, instanc
 def test_korean_source_text_is_read_by_tesseract(tmp_path, instance, llm_wire_server, ocr_engine, monkeypatch):
     """rapidocr cannot read Hangul; a Korean source is routed to the Tesseract engine automatically."""
     monkeypatch.setenv("OPENAI_API_KEY", llm_wire_server.OPENAI_KEY)
-    llm_wire_server.dictionary.update({"무료 배송": "Free shipping", "무료배송": "Free shipping"})
+    monkeypatch.setitem(llm_wire_server.dictionary, "무료 배송", "Free shipping")
+    monkeypatch.setitem(llm_wire_server.dictionary, "무료배송", "Free shipping")
     image = text_image(["무료 배송"], width=420, height=150, font_size=52, left=50, top=40)
     path = image.save(tmp_path / "ship.png")
     translator = TranslatorResource(engine="openai", base_url=f"{llm_wire_server.base}/v1", model="local-model")
