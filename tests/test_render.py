@@ -330,3 +330,25 @@ def test_vertical_source_block_is_noted(text_renderer: TextRenderer) -> None:
     assert out.extra["vertical_blocks"] == [0] and out.blocks_drawn == 1
     xs = np.nonzero(_changed(out.pixels, inpainted))[1]
     assert xs.min() >= 80 and xs.max() < 120
+
+
+def test_long_translation_spreads_over_free_background_instead_of_shrinking(text_renderer):
+    """zh -> en runs 2-3x longer: a short Chinese title's box would force tiny English text."""
+    canvas = np.full((300, 800, 3), 240, np.uint8)
+    title = _block((40, 40, 200, 100), "产品介绍")  # ~60 px tall source line
+    wide = text_renderer.render(canvas, canvas, [title], ["Product Introduction"], "en")
+    info = wide.extra["blocks"][0]
+    assert info["extended"] and info["drawn_box"][2] > 200
+    assert info["drawn_box"][2] <= 800 - 40  # the left margin is mirrored on the right
+    assert info["font_px"] >= 0.75 * 0.8 * 60
+
+    # A busy photo to the right of the title: the text must not spread over it.
+    busy = canvas.copy()
+    busy[20:120, 260:800] = np.random.default_rng(0).integers(0, 255, (100, 540, 3), dtype=np.uint8)
+    boxed = text_renderer.render(busy, busy, [title], ["Product Introduction"], "en")
+    assert boxed.extra["blocks"][0]["drawn_box"][2] <= 260
+
+    # Another block beside it is an obstacle too.
+    neighbour = _block((420, 40, 700, 100), "价格")
+    both = text_renderer.render(canvas, canvas, [title, neighbour], ["Product Introduction", "Price"], "en")
+    assert both.extra["blocks"][0]["drawn_box"][2] <= 420

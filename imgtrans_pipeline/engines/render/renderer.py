@@ -156,7 +156,9 @@ class TextRenderer:
                 vertical.append(i)
             style = style_for_region(original_px, canvas_px, block.bbox, min_contrast=self.min_contrast,
                                      stroke_ratio=self.stroke_ratio)
-            placement = self._place(text, box, block, style, choice, lang, width, height)
+            others = [_int_box(b.bbox, width, height) for j, b in enumerate(blocks) if j != i]
+            placement = self._place(text, box, block, style, choice, lang, width, height,
+                                    roomy=_roomy_box(canvas_px, box, block.alignment, others))
             self._draw(draw, placement, block.alignment, style, choice, text)
             sizes.append(placement.layout.font_px)
             if not placement.fits:
@@ -209,7 +211,8 @@ class TextRenderer:
         return max(self.min_font_px, int(med * self.max_scale_to_source)) if med > 0 else None
 
     def _place(self, text: str, box: tuple[int, int, int, int], block: TextBlock, style: TextStyle,
-               choice: FontChoice, lang: str, width: int, height: int) -> _Placement:
+               choice: FontChoice, lang: str, width: int, height: int,
+               roomy: tuple[int, int, int, int] | None = None) -> _Placement:
         def get_font(size: int) -> ImageFont.FreeTypeFont:
             return self.fonts.font(choice, size)
 
@@ -218,6 +221,15 @@ class TextRenderer:
         bw, bh = box[2] - box[0], box[3] - box[1]
         layout, fits = fit_text(text, bw, bh, get_font, lang, min_px=self.min_font_px, max_px=max_px,
                                 line_spacing=self.line_spacing, stroke_ratio=ratio)
+        shrunk = not fits or (max_px is not None and layout.font_px < ROOMY_TRIGGER * max_px)
+        if shrunk and roomy is not None and roomy != box:
+            # Translations often run longer than the source (zh -> en ~2-3x); spreading into free background
+            # beside the block keeps the text near its original size instead of shrinking it.
+            rw, rh = roomy[2] - roomy[0], roomy[3] - roomy[1]
+            r_layout, r_fits = fit_text(text, rw, rh, get_font, lang, min_px=self.min_font_px, max_px=max_px,
+                                        line_spacing=self.line_spacing, stroke_ratio=ratio)
+            if r_fits and (not fits or r_layout.font_px > layout.font_px):
+                return _Placement(roomy, r_layout, True, True)
         if fits:
             return _Placement(box, layout, True, False)
         grown = _grow_box(box, block.alignment, width, height, self.max_grow_width, self.max_grow_height)
@@ -256,6 +268,50 @@ def _int_box(bbox: tuple[float, float, float, float], width: int, height: int) -
     x0, y0, x1, y1 = bbox
     return (max(0, int(np.floor(x0))), max(0, int(np.floor(y0))), min(width, int(np.ceil(x1))),
             min(height, int(np.ceil(y1))))
+
+
+ROOMY_TRIGGER = 0.75  # below this fraction of the source size, look for free space beside the block
+FLAT_STD = 10.0  # a column strip of background is "free" when this flat ...
+FLAT_DELTA = 18.0  # ... and this close to the block's own background
+
+
+def _roomy_box(canvas: np.ndarray, box: tuple[int, int, int, int], alignment: str,
+               others: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The block's box widened (away from its aligned edge) over flat background like its own, stopping at other
+    blocks and keeping the block's margin to the image edge mirrored on the other side."""
+    x0, y0, x1, y1 = box
+    width = canvas.shape[1]
+    inside = canvas[y0:y1, x0:x1].reshape(-1, 3).astype(np.float32)
+    if inside.size == 0:
+        return box
+    background = np.median(inside, axis=0)
+    rows = [o for o in others if o[1] < y1 and o[3] > y0]  # blocks beside this one
+
+    def free(x: int) -> bool:
+        if any(o[0] <= x < o[2] for o in rows):
+            return False
+        strip = canvas[y0:y1, x].astype(np.float32)
+        return float(strip.std(axis=0).max()) <= FLAT_STD and float(
+            np.abs(strip.mean(axis=0) - background).max()) <= FLAT_DELTA
+
+    def extent(start: int, stop: int, step: int) -> int:
+        x = start
+        while x != stop and free(x):
+            x += step
+        return x
+
+    left_margin, right_margin = x0, width - x1
+    margin = min(left_margin, right_margin) if alignment == "center" else (
+        left_margin if alignment == "left" else right_margin)
+    nx0, nx1 = x0, x1
+    if alignment in ("left", "center"):
+        nx1 = extent(x1, max(x1, width - margin), 1)
+    if alignment in ("right", "center"):
+        nx0 = extent(x0 - 1, min(x0 - 1, margin - 1), -1) + 1
+    if alignment == "center":  # keep it centred: grow both sides by the smaller reach
+        grow = min(x0 - nx0, nx1 - x1)
+        nx0, nx1 = x0 - grow, x1 + grow
+    return nx0, y0, nx1, y1
 
 
 def _grow_box(box: tuple[int, int, int, int], alignment: str, width: int, height: int, grow_w: float,
