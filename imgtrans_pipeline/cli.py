@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ logger = logging.getLogger("imgtrans")
 
 
 def _configure_logging(verbose: bool) -> None:
+    if not verbose:
+        # Dagster's beta/preview notices about its own API are for developers, not for CLI users.
+        warnings.filterwarnings("ignore", module=r"dagster\b.*")
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("IMGTRANS_LOG_FORMAT") == "json":
         handler.setFormatter(JsonFormatter())
@@ -100,8 +104,11 @@ def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcom
     progress = _progress(len(inputs), enabled=len(inputs) > 1 and not args.json)
     for batch in batches:
         ids = {ref: f"cli-{uuid.uuid4().hex[:12]}" for ref in batch}
-        run_config = {"ops": {"download": {"config": {
-            "requests": [_request_config(ref, args, ids[ref]) for ref in batch]}}}}
+        run_config = {
+            "ops": {"download": {"config": {"requests": [_request_config(ref, args, ids[ref]) for ref in batch]}}},
+            # Dagster's console logger prints every event at DEBUG; the CLI prints results, -v shows the events.
+            "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}},
+        }
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
                                         tags={"imgtrans/source": "cli"})
         for ref in batch:
