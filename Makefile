@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
-SYSTEM_PACKAGES := fonts-noto-cjk fonts-dejavu-core tesseract-ocr tesseract-ocr-kor tesseract-ocr-chi-sim tesseract-ocr-jpn
+SYSTEM_PACKAGES := fonts-noto-cjk fonts-dejavu-core tesseract-ocr tesseract-ocr-kor tesseract-ocr-chi-sim tesseract-ocr-jpn \
+	redis-server
 # Extras installed for the test suite: the LaMa engine (torch) is tested too; PaddleOCR comes from `paddle`.
 TEST_EXTRAS := test,lama
 export DAGSTER_HOME := $(CURDIR)/.dagster_home

@@ -31,6 +31,7 @@ setup(
         "numpy>=1.26",
         "boto3>=1.34",
         "tqdm>=4.66",
+        "redis==8.1.0",  # intake: queue, status hashes, dead letters (redis-py)
     ],
     extras_require={
         # LaMa inpainting (TorchScript). torch==2.13.0 is the CPU wheel these machines carry on disk.
@@ -43,6 +44,7 @@ setup(
             "pytest-aiohttp>=1.0",
             "moto[server]>=5.0",
             "ruff>=0.6",
+            "jsonschema>=4.18",
         ],
     },
     entry_points={"console_scripts": ["imgtrans=imgtrans_pipeline.cli:main"]},

@@ -190,6 +190,18 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_requeue(args: argparse.Namespace) -> int:
+    """Move dead letters back onto the request queue (seed 004's operator retry)."""
+    from .intake import DeadLetters, IntakeSettings
+
+    settings = IntakeSettings.from_env()
+    dead = DeadLetters(settings.connect(), settings)
+    before = dead.count()
+    moved = dead.requeue(request_ids=args.ids or None, limit=args.limit)
+    print(f"re-queued {moved} of {before} dead letter(s) onto {settings.queue}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgtrans", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -204,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
     tr.add_argument("--json", action="store_true", help="print one JSON object per input")
     tr.set_defaults(func=_cmd_translate)
+    rq = sub.add_parser("requeue", help="re-queue dead letters (uses IMGTRANS_REDIS_URL, IMGTRANS_DEAD, ...)")
+    rq.add_argument("--id", dest="ids", action="append", help="only this request id (repeatable)")
+    rq.add_argument("--limit", type=int, help="at most this many")
+    rq.set_defaults(func=_cmd_requeue)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     return int(args.func(args))

@@ -8,6 +8,8 @@ Artifacts are written to the store as soon as a stage produces them, so a failed
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import traceback
@@ -25,7 +27,7 @@ from .core.logs import log_event
 from .core.request import TranslationRequest
 from .core.types import InpaintResult, OcrResult, RenderedImage, SourceImage, TranslationResult
 from .engines.inpaint.mask import build_mask
-from .storage import put_json
+from .storage import get_json, put_json
 from .storage.base import ArtifactStore
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class WorkItem:
     artifacts: dict[str, str] = field(default_factory=dict)
     engines: dict[str, str] = field(default_factory=dict)
     result_uri: str | None = None
+    reused_from: str | None = None  # request whose stored result answered this one (dedupe)
 
     @property
     def request_id(self) -> str:
@@ -58,6 +61,11 @@ class WorkItem:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    @property
+    def needs_work(self) -> bool:
+        """Still to be computed: not failed, and not answered from an earlier identical request."""
+        return self.failure is None and self.reused_from is None
 
     @property
     def failed_transiently(self) -> bool:
@@ -92,9 +100,9 @@ def _timed(item: WorkItem, stage: str) -> Iterator[None]:
 
 
 def _each_ok(items: list[WorkItem], stage: str, work: Callable[[WorkItem], None]) -> None:
-    """Run ``work`` on every item that has not failed, recording failures per item."""
+    """Run ``work`` on every item still to be computed, recording failures per item."""
     for item in items:
-        if not item.ok:
+        if not item.needs_work:
             continue
         with _timed(item, stage):
             try:
@@ -141,6 +149,58 @@ def fetch_stage(items: list[WorkItem], fetch_images: Callable[[list[str]], list[
             continue
         log_event(logger, logging.INFO, "download.done", request_id=item.request_id, width=result.width,
                   height=result.height, format=result.source_format, hash=result.content_hash[:12])
+
+
+def dedupe_key(item: WorkItem, variant: str) -> tuple[str, str]:
+    """Where the index entry for this item's (image, languages, pipeline version, output variant) lives.
+
+    ``variant`` covers what else changes the output: the translation engine/model (from the caller), and the
+    request's glossary and output options (added here).
+    """
+    assert item.source is not None
+    options = item.request.options
+    digest = hashlib.sha256(json.dumps(
+        [variant, sorted(options.glossary.items()), options.output_format, options.jpeg_quality],
+        ensure_ascii=False).encode()).hexdigest()[:16]
+    name = f"{item.request.source_lang}-{item.request.target_lang}-v{PIPELINE_VERSION}-{digest}.json"
+    return f"hash-{item.source.content_hash}", name
+
+
+def reuse_stage(items: list[WorkItem], store: ArtifactStore, variant: str) -> None:
+    """Answer requests whose identical image + languages + pipeline version already succeeded from the stored
+    artifacts, without recomputing (seed 002's dedupe by image hash), unless the request says ``force``."""
+    for item in items:
+        if not item.needs_work or item.source is None or item.request.options.force:
+            continue
+        folder, name = dedupe_key(item, variant)
+        try:
+            if not store.exists(folder, name):
+                continue
+            prior = get_json(store, folder, name)
+            if prior.get("request_id") == item.request_id or not prior.get("result"):
+                continue  # re-running the very same request recomputes it
+        except Exception as error:  # a broken index entry only costs a recomputation
+            logger.warning("dedupe index unreadable for %s: %s", item.request_id, error)
+            continue
+        item.reused_from = prior["request_id"]
+        item.result_uri = prior["result"]
+        item.artifacts["result"] = prior["result"]
+        item.source_lang = prior.get("source_lang")
+        log_event(logger, logging.INFO, "dedupe.hit", request_id=item.request_id, reused_from=item.reused_from)
+
+
+def record_results(items: list[WorkItem], store: ArtifactStore, variant: str) -> None:
+    """Index each freshly computed success by its dedupe key, so identical later requests reuse it."""
+    for item in items:
+        if not item.needs_work or item.source is None or item.result_uri is None:
+            continue
+        folder, name = dedupe_key(item, variant)
+        try:
+            put_json(store, folder, name, {"request_id": item.request_id, "result": item.result_uri,
+                                           "meta": item.artifacts.get("meta.json"), "source_lang": item.source_lang,
+                                           "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        except Exception as error:  # the result itself is stored; only reuse is lost
+            logger.warning("could not record dedupe entry for %s: %s", item.request_id, error)
 
 
 def ocr_stage(items: list[WorkItem], recognize: Callable[[np.ndarray, str], OcrResult], store: ArtifactStore) -> None:
@@ -273,6 +333,7 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
         "engine_versions": dict(engine_versions),
         "artifacts": dict(item.artifacts),
         "result": item.result_uri,
+        "reused_from": item.reused_from,
         "error": item.failure,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -10,6 +10,7 @@ pytest_plugins = [
     "tests.fixtures.ocr",
     "tests.fixtures.translate",
     "tests.fixtures.imaging",
+    "tests.redis_server",
 ]
 
 

@@ -268,7 +268,8 @@ def test_chinese_to_korean_through_an_openai_compatible_server(tmp_path, instanc
     assert pairs == [{"source": "限时特价", "translation": "[ko] 한정 특가"}]
     rendered = np.asarray(Image.open(tmp_path / "artifacts" / "ko-1" / "result.png").convert("RGB"))
     seen = "".join(_texts(tesseract_ocr_engine, rendered, "ko").split())
-    assert "한정" in seen and "특가" in seen, seen
+    # Tesseract is the only offline Hangul reader and misreads a syllable now and then at large sizes.
+    assert character_error_rate("[ko]한정특가", seen) <= 0.3, seen
 
 
 def test_korean_source_text_is_read_by_tesseract(tmp_path, instance, llm_wire_server, ocr_engine, monkeypatch):
@@ -309,3 +310,30 @@ def test_s3_source_and_s3_artifact_store(tmp_path, instance, s3_server, monkeypa
     assert meta["status"] == "succeeded" and meta["result"] == "s3://catalogue/translated/s3-1/result.png"
     head = client.head_object(Bucket="catalogue", Key="translated/s3-1/result.png")
     assert head["ContentType"] == "image/png"
+
+
+def test_identical_request_is_answered_from_stored_artifacts(tmp_path, instance):
+    """Seed 002's dedupe: same image content + languages + pipeline version + options -> no recomputation."""
+    image = text_image(["全新升级"], width=360, height=140, font_size=44)
+    first_path = image.save(tmp_path / "a.png")
+    again_path = image.save(tmp_path / "same-pixels.bmp", "BMP")  # other file, other format, same pixels
+    first = _run(tmp_path, instance, [{"request_id": "d-1", "image_url": str(first_path), "target_lang": "en",
+                                       "source_lang": "zh"}])
+    second = _run(tmp_path, instance, [{"request_id": "d-2", "image_url": str(again_path), "target_lang": "en",
+                                        "source_lang": "zh"}])
+    assert first.success and second.success
+    meta = _meta(tmp_path, "d-2")
+    assert meta["status"] == "succeeded" and meta["reused_from"] == "d-1"
+    assert meta["result"] == _meta(tmp_path, "d-1")["result"]
+    assert "ocr" not in meta["timings_s"] and "inpaint" not in meta["timings_s"]
+    assert not second.asset_materializations_for_node("ocr")  # nothing recomputed
+    assert not (tmp_path / "artifacts" / "d-2" / "ocr.json").exists()
+
+    other_glossary = _run(tmp_path, instance, [{"request_id": "d-3", "image_url": str(first_path),
+                                                "target_lang": "en", "source_lang": "zh",
+                                                "glossary": {"全新升级": "All-new"}}])
+    assert _meta(tmp_path, "d-3")["reused_from"] is None and other_glossary.success
+    forced = _run(tmp_path, instance, [{"request_id": "d-4", "image_url": str(first_path), "target_lang": "en",
+                                        "source_lang": "zh", "force": True}])
+    assert forced.success and _meta(tmp_path, "d-4")["reused_from"] is None
+    assert (tmp_path / "artifacts" / "d-4" / "ocr.json").exists()

@@ -53,6 +53,8 @@ class Settings:
     max_image_pixels: int = 60_000_000
     max_download_bytes: int = 30 * 1024 * 1024
     download_concurrency: int = 8
+    batch_size: int = 8
+    max_in_flight: int = 64
     fonts_dir: str = ""
     glossary_file: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -75,6 +77,8 @@ class Settings:
             max_image_pixels=int(_env("IMGTRANS_MAX_IMAGE_PIXELS", "60000000")),
             max_download_bytes=int(_env("IMGTRANS_MAX_DOWNLOAD_BYTES", str(30 * 1024 * 1024))),
             download_concurrency=int(_env("IMGTRANS_DOWNLOAD_CONCURRENCY", "8")),
+            batch_size=int(_env("IMGTRANS_BATCH_SIZE", "8")),
+            max_in_flight=int(_env("IMGTRANS_MAX_IN_FLIGHT", "64")),
             fonts_dir=_env("IMGTRANS_FONTS_DIR", str(Path(models_dir) / "fonts")),
             glossary_file=_env("IMGTRANS_GLOSSARY", ""),
         )

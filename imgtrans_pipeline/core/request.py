@@ -79,7 +79,11 @@ def validate_image_url(url: Any) -> str:
     if not isinstance(url, str) or not url.strip():
         raise InvalidRequest("image_url", "must be a non-empty string")
     url = url.strip()
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+        parsed.port  # noqa: B018 - urlparse checks brackets, .port checks the port: both raise ValueError
+    except ValueError as exc:
+        raise InvalidRequest("image_url", f"malformed URL: {exc}") from exc
     scheme = parsed.scheme.lower()
     if scheme == "" or (len(scheme) == 1 and url[1:3] in (":\\", ":/")):
         # A bare local path (or a Windows drive letter): turn it into a file:// URL.
@@ -121,7 +125,11 @@ def parse_request(raw: Any) -> TranslationRequest:
         raise InvalidRequest("priority", "must be an integer")
     callback = raw.get("callback_url")
     if callback is not None:
-        parsed = urlparse(str(callback))
+        try:
+            parsed = urlparse(str(callback))
+            parsed.port  # noqa: B018 - see validate_image_url
+        except ValueError as exc:
+            raise InvalidRequest("callback_url", f"malformed URL: {exc}") from exc
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise InvalidRequest("callback_url", "must be an http(s) URL")
     return TranslationRequest(

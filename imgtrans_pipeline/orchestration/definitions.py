@@ -14,10 +14,12 @@ from .resources import (
     ArtifactStoreResource,
     FetchResource,
     InpaintResource,
+    IntakeResource,
     OcrResource,
     RenderResource,
     TranslatorResource,
 )
+from .sensors import redis_dead_letter_sensor, redis_intake_sensor
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -42,11 +44,14 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "inpainting": InpaintResource(engine=settings.inpaint_engine),
         "renderer": RenderResource(fonts_dir=settings.fonts_dir),
         "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
+        "intake": IntakeResource(batch_size=settings.batch_size, max_in_flight=settings.max_in_flight,
+                                 allow_private_callbacks=settings.allow_private_urls),
     }
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
-    return Definitions(jobs=[translate_images], resources=build_resources(settings))
+    return Definitions(jobs=[translate_images], sensors=[redis_intake_sensor, redis_dead_letter_sensor],
+                       resources=build_resources(settings))
 
 
 defs = build_definitions()

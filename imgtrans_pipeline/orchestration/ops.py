@@ -33,6 +33,7 @@ from .resources import (
     ArtifactStoreResource,
     FetchResource,
     InpaintResource,
+    IntakeResource,
     OcrResource,
     RenderResource,
     TranslatorResource,
@@ -79,6 +80,23 @@ class TransientStageError(Exception):
     """Raised to make Dagster retry an op whose batch had transient failures."""
 
 
+def _from_redis(context: OpExecutionContext) -> bool:
+    return context.run.tags.get("imgtrans/source") == "redis"
+
+
+def _public_url(store: Any, item: WorkItem) -> str | None:
+    """A URL a producer can fetch: the S3 public/presigned URL, or the file URI for a local store."""
+    if not item.result_uri:
+        return None
+    if item.reused_from or not hasattr(store, "public_url"):
+        return item.result_uri
+    name = next((n for n in item.artifacts if n.startswith("result.")), None)
+    try:
+        return store.public_url(item.request_id, name) if name else item.result_uri
+    except Exception:  # a URL we cannot sign still leaves the stored URI
+        return item.result_uri
+
+
 def _copy_items(items: list[WorkItem]) -> list[WorkItem]:
     # Ops must not mutate their inputs: with the in-memory IO manager two branches (translate ∥ inpaint) and a
     # retried attempt would otherwise see each other's changes. Shallow copies share the big pixel arrays.
@@ -113,7 +131,8 @@ def _materialize(context: OpExecutionContext, asset: str, item: WorkItem, artifa
 
 @op(retry_policy=TRANSIENT_RETRY, tags={"kind": "io"})
 def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchResource, ocr_engine: OcrResource,
-             translator: TranslatorResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
+             translator: TranslatorResource, artifacts: ArtifactStoreResource,
+             intake: IntakeResource) -> list[WorkItem]:
     """Validate the requests, check the language pairs, download and normalise the images."""
     items: list[WorkItem] = []
     for position, request_config in enumerate(config.requests):
@@ -125,6 +144,9 @@ def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchRes
                           metadata={"request_id": request_config.request_id or "(none)"},
                           allow_retries=False) from error
 
+    if _from_redis(context):
+        intake.mark_running([item.request_id for item in items], context.run_id)
+
     def supports(source: str, target: str) -> None:
         ocr_engine.check_language(source)
         translator.check_pair(source, target)
@@ -132,6 +154,11 @@ def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchRes
     stages.check_languages(items, supports)
     stages.fetch_stage(items, fetcher.fetch_images, artifacts.store())
     _retry_transient(context, items, "download")
+    stages.reuse_stage(items, artifacts.store(), translator.variant())
+    for item in items:
+        if item.reused_from:
+            context.log.info(f"request {item.request_id}: same image, languages and options as "
+                             f"{item.reused_from}, answered from its stored result {item.result_uri}")
     for item in items:
         if item.ok and item.source is not None:
             _materialize(context, "source_image", item, "source.png", width=item.source.width,
@@ -211,7 +238,8 @@ def render(context: OpExecutionContext, translated: list[WorkItem], inpainted: l
 
 @op(tags={"kind": "io"})
 def publish(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResource, translator: TranslatorResource,
-            inpainting: InpaintResource, artifacts: ArtifactStoreResource) -> list[dict[str, Any]]:
+            inpainting: InpaintResource, artifacts: ArtifactStoreResource,
+            intake: IntakeResource) -> list[dict[str, Any]]:
     """Write every request's ``meta.json`` and report the outcome; the run fails if any request failed."""
     items = _copy_items(items)
     versions: dict[str, str] = {}
@@ -221,11 +249,17 @@ def publish(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrR
         except Exception as error:
             context.log.warning(f"could not read engine version: {error}")
     stages.publish_stage(items, artifacts.store(), versions)
+    stages.record_results(items, artifacts.store(), translator.variant())
+    store = artifacts.store()
     outcomes = [
         {"request_id": item.request_id, "status": "succeeded" if item.ok else "failed",
-         "result": item.result_uri, "meta": item.artifacts.get("meta.json"), "error": item.failure}
+         "result": item.result_uri, "result_url": _public_url(store, item), "meta": item.artifacts.get("meta.json"),
+         "error": item.failure, "reused_from": item.reused_from, "callback_url": item.request.callback_url,
+         "request": item.request.to_dict()}
         for item in items
     ]
+    if _from_redis(context):
+        intake.deliver(outcomes, context.run_id)
     for item in items:
         if item.ok:
             context.log.info(f"request {item.request_id} succeeded: {item.result_uri}")

@@ -7,6 +7,7 @@ warm run worker all load each model exactly once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -158,6 +159,10 @@ class TranslatorResource(ConfigurableResource):
         translator = self.service().translator
         return {"translate": f"{translator.name}:{translator.model}"}
 
+    def variant(self) -> str:
+        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file."""
+        return f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+
 
 class InpaintResource(ConfigurableResource):
     engine: str = "opencv"
@@ -205,3 +210,118 @@ class ArtifactStoreResource(ConfigurableResource):
             options["public_base_url"] = self.public_base_url
         return process_cached(("store", self.url, tuple(sorted(options.items()))),
                               lambda: create_artifact_store(self.url, **options))
+
+
+class IntakeResource(ConfigurableResource):
+    """Redis intake: queue, per-request status hash, dead letters, results list and webhooks.
+
+    Defaults come from ``IMGTRANS_*`` variables (see ``intake.settings``). Runs not started by the Redis
+    sensor never touch Redis, so the CLI and Launchpad work without it.
+    """
+
+    redis_url: str = ""
+    queue_key: str = ""
+    queue_kind: str = ""  # "list" | "stream"
+    results_key: str = ""
+    dead_key: str = ""
+    batch_size: int = 8  # requests per run: amortises run start-up and model loading (see benchmarks/)
+    max_in_flight: int = 64  # backpressure: requests in queued + running runs before the sensor stops claiming
+    max_claim_per_tick: int = 256
+    allow_private_callbacks: bool = False
+
+    @staticmethod
+    def configured() -> bool:
+        """Whether Redis intake is set up in this environment (turns the sensors on by default)."""
+        import os
+
+        return bool(os.environ.get("IMGTRANS_REDIS_URL"))
+
+    def settings(self) -> Any:
+        from ..intake import IntakeSettings
+
+        base = IntakeSettings.from_env()
+        overrides = {"redis_url": self.redis_url, "queue": self.queue_key, "queue_kind": self.queue_kind,
+                     "results": self.results_key, "dead": self.dead_key}
+        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v})
+
+    def client(self) -> Any:
+        settings = self.settings()
+        return process_cached(("redis", settings.redis_url), settings.connect)
+
+    def queue(self) -> Any:
+        from ..intake import create_queue
+
+        return create_queue(self.client(), self.settings())
+
+    def status(self) -> Any:
+        from ..intake import RequestStatus
+
+        return RequestStatus(self.client(), self.settings())
+
+    def dead_letters(self) -> Any:
+        from ..intake import DeadLetters
+
+        return DeadLetters(self.client(), self.settings())
+
+    def _webhooks(self) -> Any:
+        from ..engines.fetch import UrlPolicy
+        from ..intake import WebhookSender
+
+        settings = self.settings()
+        return WebhookSender(settings.webhook_secret, url_policy=UrlPolicy(allow_private=self.allow_private_callbacks))
+
+    def mark_running(self, request_ids: list[str], run_id: str) -> None:
+        status = self.status()
+        for request_id in request_ids:
+            status.mark(request_id, "running", run_id=run_id, attempts_increment=True)
+
+    def deliver(self, outcomes: list[dict[str, Any]], run_id: str) -> None:
+        """Final state of each request of a run: status hash, dead letter, results list, webhook."""
+        from ..intake import push_result
+
+        status, dead, settings = self.status(), self.dead_letters(), self.settings()
+        webhooks = self._webhooks()
+        for outcome in outcomes:
+            request_id = outcome["request_id"]
+            succeeded = outcome["status"] == "succeeded"
+            error = outcome.get("error") or None
+            reason = f"[{error['stage']}] {error['reason']}" if error else None
+            state = status.get(request_id) or {}
+            if succeeded:
+                status.mark(request_id, "succeeded", run_id=run_id, result_url=outcome.get("result_url") or "",
+                            meta_url=outcome.get("meta") or "", reused_from=outcome.get("reused_from") or "")
+            else:
+                status.mark(request_id, "dead", run_id=run_id, error=reason or "failed")
+                dead.add(state.get("payload") or json.dumps(outcome.get("request") or {"request_id": request_id}),
+                         reason or "failed", request_id=request_id, run_id=run_id,
+                         stage=(error or {}).get("stage"))
+            message = {"request_id": request_id, "status": "succeeded" if succeeded else "failed",
+                       "result_url": outcome.get("result_url"), "meta_url": outcome.get("meta"),
+                       "error": reason, "run_id": run_id}
+            push_result(self.client(), settings, message)
+            callback = outcome.get("callback_url")
+            if callback:
+                sent = webhooks.send(callback, message)
+                status.mark(request_id, "succeeded" if succeeded else "dead",
+                            delivery="delivered" if sent.delivered else "failed",
+                            delivery_attempts=sent.attempts, delivery_error=sent.error or "")
+
+    def settle_failed_run(self, run_id: str, request_ids: list[str], reason: str, *, will_retry: bool) -> None:
+        """A run failed: requests it did not settle itself become dead (or failed, when Dagster retries)."""
+        from ..intake import push_result
+
+        status, dead = self.status(), self.dead_letters()
+        for request_id in request_ids:
+            state = status.get(request_id) or {}
+            if state.get("state") in ("succeeded", "dead") and state.get("run_id") == run_id:
+                continue  # the run's publish step already settled it
+            if state.get("run_id") not in (None, "", run_id) and state.get("state") in ("running", "succeeded"):
+                continue  # a newer run (a retry) owns it now
+            if will_retry:
+                status.mark(request_id, "failed", run_id=run_id, error=f"{reason} (run will be retried)")
+                continue
+            status.mark(request_id, "dead", run_id=run_id, error=reason)
+            dead.add(state.get("payload") or json.dumps({"request_id": request_id}), reason,
+                     request_id=request_id, run_id=run_id, stage="run")
+            push_result(self.client(), self.settings(), {"request_id": request_id, "status": "failed",
+                                                         "error": reason, "run_id": run_id})

@@ -1,0 +1,189 @@
+"""The Redis intake sensor, tick by tick, against a real redis-server and a real Dagster instance.
+
+Runs are created here the way the daemon records a sensor's run requests (run key tag included), so each test
+can stop "the daemon" between any two steps. The daemon itself is exercised in test_intake_daemon.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from dagster import DagsterInstance, SensorResult, build_sensor_context, instance_for_test
+from dagster._core.storage.tags import RUN_KEY_TAG
+
+from imgtrans_pipeline.intake import DeadLetters, RequestStatus, create_queue
+from imgtrans_pipeline.orchestration.definitions import build_definitions
+from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB
+from imgtrans_pipeline.orchestration.resources import IntakeResource
+from imgtrans_pipeline.orchestration.sensors import redis_intake_sensor, run_key_for
+from tests.servers import free_port
+
+
+@pytest.fixture
+def instance() -> DagsterInstance:
+    with instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture(params=["list", "stream"])
+def intake(request, redis_server, redis_client) -> IntakeResource:
+    return IntakeResource(redis_url=redis_server.url, queue_kind=request.param, batch_size=2, max_in_flight=64)
+
+
+def push(intake: IntakeResource, request_id: str, **fields: Any) -> None:
+    message = {"request_id": request_id, "image_url": f"https://cdn.example.com/{request_id}.jpg",
+               "source_lang": "zh", "target_lang": "en", **fields}
+    intake.queue().push(json.dumps(message))
+
+
+def tick(instance: DagsterInstance, intake: IntakeResource) -> SensorResult:
+    return redis_intake_sensor(build_sensor_context(instance=instance, resources={"intake": intake}))
+
+
+def create_runs(instance: DagsterInstance, result: SensorResult) -> list[str]:
+    """What the daemon does with a tick's run requests: one run per new run key."""
+    job = build_definitions().resolve_job_def(TRANSLATE_JOB)
+    run_ids = []
+    for request in result.run_requests or []:
+        run = instance.create_run_for_job(job, run_config=request.run_config,
+                                          tags={**request.tags, RUN_KEY_TAG: request.run_key})
+        run_ids.append(run.run_id)
+    return run_ids
+
+
+def request_ids(result: SensorResult) -> list[list[str]]:
+    return [[r["request_id"] for r in rr.run_config["ops"]["download"]["config"]["requests"]]
+            for rr in result.run_requests or []]
+
+
+def test_claims_fifo_in_batches_and_records_the_run_key_first(instance, intake):
+    for i in range(1, 6):
+        push(intake, f"r{i}")
+    result = tick(instance, intake)
+    assert request_ids(result) == [["r1", "r2"], ["r3", "r4"], ["r5"]]
+    first = result.run_requests[0]
+    assert first.run_key == run_key_for([("r1", 1), ("r2", 1)])
+    assert first.tags["imgtrans/source"] == "redis" and first.tags["imgtrans/requests"] == "2"
+    assert result.run_requests[2].run_key == "r5"  # a request alone keeps its id as run key
+    status = intake.status()
+    assert status.get("r1")["state"] == "queued" and status.get("r1")["run_key"] == first.run_key
+    assert intake.queue().depth() == 0 and intake.queue().in_processing() == 5
+
+
+def test_entries_stay_claimed_until_their_run_exists(instance, intake):
+    for i in range(1, 4):
+        push(intake, f"r{i}")
+    first = tick(instance, intake)
+    # The daemon died before creating the runs: the next tick submits the same runs again, under the same keys.
+    again = tick(instance, intake)
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in first.run_requests]
+    assert intake.queue().in_processing() == 3
+    create_runs(instance, again)
+    settled = tick(instance, intake)
+    assert not settled.run_requests and intake.queue().in_processing() == 0
+    assert instance.get_runs_count() == 2
+
+
+def test_partially_created_runs_are_not_duplicated(instance, intake):
+    for i in range(1, 5):
+        push(intake, f"r{i}")
+    result = tick(instance, intake)
+    job = build_definitions().resolve_job_def(TRANSLATE_JOB)
+    only_first = result.run_requests[0]  # the daemon created one run, then was killed
+    instance.create_run_for_job(job, run_config=only_first.run_config,
+                                tags={**only_first.tags, RUN_KEY_TAG: only_first.run_key})
+    retry = tick(instance, intake)
+    assert request_ids(retry) == [["r3", "r4"]]
+    create_runs(instance, retry)
+    assert not tick(instance, intake).run_requests
+    runs = instance.get_runs()
+    carried = sorted(r["request_id"] for run in runs
+                     for r in run.run_config["ops"]["download"]["config"]["requests"])
+    assert carried == ["r1", "r2", "r3", "r4"]
+
+
+def test_claimed_by_a_tick_that_died_before_recording_anything(instance, intake):
+    push(intake, "r1")
+    push(intake, "r2")
+    intake.queue().claim(2)  # claimed, then the daemon was SIGKILLed before the status was written
+    result = tick(instance, intake)
+    assert request_ids(result) == [["r1", "r2"]]
+
+
+def test_duplicate_request_id_makes_one_run(instance, intake):
+    push(intake, "dup")
+    push(intake, "dup")
+    result = tick(instance, intake)
+    assert request_ids(result) == [["dup"]]
+    create_runs(instance, result)
+    push(intake, "dup")  # a later resubmission while the first is queued/running/succeeded
+    later = tick(instance, intake)
+    assert not later.run_requests
+    assert intake.queue().in_processing() == 0 and intake.queue().depth() == 0
+    assert instance.get_runs_count() == 1
+
+
+def test_dead_request_resubmitted_gets_a_new_attempt(instance, intake):
+    push(intake, "r1")
+    create_runs(instance, tick(instance, intake))
+    intake.status().mark("r1", "dead", error="[download] HTTP 404")
+    push(intake, "r1")
+    retry = tick(instance, intake)
+    assert [r.run_key for r in retry.run_requests] == ["r1#2"]
+    assert intake.status().get("r1")["state"] == "queued" and intake.status().get("r1")["attempt"] == "2"
+
+
+def test_forced_request_reruns_a_succeeded_one(instance, intake):
+    push(intake, "r1")
+    create_runs(instance, tick(instance, intake))
+    intake.status().mark("r1", "succeeded", result_url="file:///x.png")
+    push(intake, "r1", options={"force": True})
+    assert [r.run_key for r in tick(instance, intake).run_requests] == ["r1#2"]
+
+
+def test_backpressure_holds_the_in_flight_limit(instance, redis_server, redis_client):
+    intake = IntakeResource(redis_url=redis_server.url, batch_size=8, max_in_flight=3)
+    for i in range(10):
+        push(intake, f"b{i}")
+    first = tick(instance, intake)
+    assert request_ids(first) == [["b0", "b1", "b2"]]
+    assert intake.queue().depth() == 7
+    [run_id] = create_runs(instance, first)
+    held = tick(instance, intake)  # the run is queued: 3 requests in flight, nothing more is claimed
+    assert not held.run_requests and intake.queue().depth() == 7
+    assert "7 waiting, 3 in flight (limit 3)" in held.skip_reason.skip_message
+    instance.report_run_canceled(instance.get_run_by_id(run_id))  # finished: room for the next three
+    assert request_ids(tick(instance, intake)) == [["b3", "b4", "b5"]]
+
+
+def test_malformed_messages_are_dead_lettered_at_once(instance, intake):
+    queue = intake.queue()
+    queue.push("this is not json")
+    queue.push(json.dumps({"request_id": "m2", "image_url": "https://x/a.png"}))
+    queue.push(json.dumps({"request_id": "m3", "image_url": "ftp://x/a.png", "target_lang": "en"}))
+    queue.push(json.dumps({"request_id": "m4", "image_url": "https://x/a.png", "target_lang": "xx"}))
+    result = tick(instance, intake)
+    assert not result.run_requests
+    letters = {r["request_id"]: r for r in intake.dead_letters().list()}
+    assert letters["m2"]["reason"].startswith("invalid request field 'target_lang'")
+    assert "scheme 'ftp'" in letters["m3"]["reason"] and "unknown language 'xx'" in letters["m4"]["reason"]
+    assert any(r["payload"] == "this is not json" for r in intake.dead_letters().list())
+    assert intake.dead_letters().count() == 4
+    assert queue.depth() == 0 and queue.in_processing() == 0
+    assert not tick(instance, intake).run_requests  # never retried
+
+
+def test_redis_down_fails_the_tick_without_claiming(instance):
+    intake = IntakeResource(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(redis.ConnectionError):
+        tick(instance, intake)
+    assert instance.get_runs_count() == 0
+
+
+def test_status_dead_letters_and_queue_share_one_configuration(intake, redis_client):
+    settings = intake.settings()
+    assert isinstance(intake.status(), RequestStatus) and isinstance(intake.dead_letters(), DeadLetters)
+    assert type(intake.queue()) is type(create_queue(redis_client, settings))
