@@ -187,3 +187,26 @@ def test_status_dead_letters_and_queue_share_one_configuration(intake, redis_cli
     settings = intake.settings()
     assert isinstance(intake.status(), RequestStatus) and isinstance(intake.dead_letters(), DeadLetters)
     assert type(intake.queue()) is type(create_queue(redis_client, settings))
+
+
+def test_failed_run_settles_only_what_its_publish_step_did_not(instance, intake):
+    for rid in ("s1", "s2", "s3"):
+        push(intake, rid)
+    result = tick(instance, intake)
+    status = intake.status()
+    status.mark("s1", "running", run_id="run-a")
+    status.mark("s1", "succeeded", run_id="run-a", result_url="file:///s1.png")  # settled by publish
+    status.mark("s2", "running", run_id="run-a")  # the run process died before publish
+    intake.settle_failed_run("run-a", ["s1", "s2"], "run worker died", will_retry=False)
+    assert status.get("s1")["state"] == "succeeded"
+    assert status.get("s2")["state"] == "dead" and status.get("s2")["error"] == "run worker died"
+    [letter] = intake.dead_letters().list()
+    assert letter["request_id"] == "s2" and letter["run_id"] == "run-a" and letter["stage"] == "run"
+    assert json.loads(letter["payload"])["request_id"] == "s2"  # the original message, ready to re-queue
+    results = [json.loads(r) for r in intake.client().lrange(intake.settings().results, 0, -1)]
+    assert [(r["request_id"], r["status"]) for r in results] == [("s2", "failed")]
+    # When Dagster will retry the run, the request is only "failed" for now: nothing is dead-lettered.
+    status.mark("s3", "running", run_id="run-b")
+    intake.settle_failed_run("run-b", ["s3"], "step failed", will_retry=True)
+    assert status.get("s3")["state"] == "failed" and intake.dead_letters().count() == 1
+    assert result.run_requests  # (the batch was launched normally)
