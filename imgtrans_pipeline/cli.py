@@ -190,6 +190,44 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    """Translate stored images that lack a target language (or were made by an older pipeline version)."""
+    from .catalogue import missing_translations
+    from .core.config import Settings
+    from .core.languages import normalize_language
+    from .orchestration.assets import BACKFILL_JOB
+    from .orchestration.definitions import build_definitions
+    from .orchestration.resources import ArtifactStoreResource
+    from .orchestration.schedules import plan_backfill
+
+    settings = Settings.from_env()
+    targets = [normalize_language(code, field="--to") for code in args.to]
+    missing = missing_translations(ArtifactStoreResource(url=settings.artifacts_url).store(), targets)
+    reasons: dict[str, int] = {}
+    for item in missing:
+        reasons[item.reason] = reasons.get(item.reason, 0) + 1
+    detail = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())) or "nothing to do"
+    print(f"{len(missing)} translation(s) missing for {', '.join(targets)}: {detail}")
+    if args.dry_run or not missing:
+        return 0
+    instance = dagster_instance()
+    job = build_definitions(settings).resolve_job_def(BACKFILL_JOB)
+    ranges = plan_backfill(instance, missing, args.per_run)
+    done = failed = 0
+    progress = _progress(len(missing), enabled=len(ranges) > 1)
+    for backfill_range in ranges:
+        result = job.execute_in_process(instance=instance, tags=backfill_range.tags(), raise_on_error=False)
+        if result.success:
+            done += backfill_range.size
+        else:
+            failed += backfill_range.size
+            print(f"run {result.run_id} failed: {_run_error(result)}", file=sys.stderr)
+        progress(backfill_range.size)
+    progress(0, close=True)
+    print(f"backfilled {done} translation(s) in {len(ranges)} run(s)" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0
+
+
 def _cmd_requeue(args: argparse.Namespace) -> int:
     """Move dead letters back onto the request queue (seed 004's operator retry)."""
     from .intake import DeadLetters, IntakeSettings
@@ -216,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
     tr.add_argument("--json", action="store_true", help="print one JSON object per input")
     tr.set_defaults(func=_cmd_translate)
+    bf = sub.add_parser("backfill", help="translate stored images missing a target language or pipeline version")
+    bf.add_argument("--to", action="append", required=True, help="target language (repeatable)")
+    bf.add_argument("--dry-run", action="store_true", help="only say what is missing")
+    bf.add_argument("--per-run", type=int, default=200, help="translations per run (default 200)")
+    bf.set_defaults(func=_cmd_backfill)
     rq = sub.add_parser("requeue", help="re-queue dead letters (uses IMGTRANS_REDIS_URL, IMGTRANS_DEAD, ...)")
     rq.add_argument("--id", dest="ids", action="append", help="only this request id (repeatable)")
     rq.add_argument("--limit", type=int, help="at most this many")

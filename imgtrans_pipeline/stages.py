@@ -162,8 +162,25 @@ def dedupe_key(item: WorkItem, variant: str) -> tuple[str, str]:
     digest = hashlib.sha256(json.dumps(
         [variant, sorted(options.glossary.items()), options.output_format, options.jpeg_quality],
         ensure_ascii=False).encode()).hexdigest()[:16]
-    name = f"{item.request.source_lang}-{item.request.target_lang}-v{PIPELINE_VERSION}-{digest}.json"
-    return f"hash-{item.source.content_hash}", name
+    return index_folder(item.source.content_hash), index_name(item.request.source_lang, item.request.target_lang,
+                                                              PIPELINE_VERSION, digest)
+
+
+def index_folder(content_hash: str) -> str:
+    return f"hash-{content_hash}"
+
+
+def index_name(source_lang: str, target_lang: str, pipeline_version: str, digest: str) -> str:
+    """``<source>.<target>.v<version>.<digest>.json``: dots, because language codes may contain dashes."""
+    return f"{source_lang}.{target_lang}.v{pipeline_version}.{digest}.json"
+
+
+def parse_index_name(name: str) -> tuple[str, str, str] | None:
+    """(source, target, pipeline version) of an index entry name, or None for anything else."""
+    parts = name.split(".")
+    if len(parts) != 5 or parts[-1] != "json" or not parts[2].startswith("v"):
+        return None
+    return parts[0], parts[1], parts[2][1:]
 
 
 def reuse_stage(items: list[WorkItem], store: ArtifactStore, variant: str) -> None:
@@ -198,6 +215,8 @@ def record_results(items: list[WorkItem], store: ArtifactStore, variant: str) ->
         try:
             put_json(store, folder, name, {"request_id": item.request_id, "result": item.result_uri,
                                            "meta": item.artifacts.get("meta.json"), "source_lang": item.source_lang,
+                                           "target_lang": item.request.target_lang,
+                                           "pipeline_version": PIPELINE_VERSION,
                                            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         except Exception as error:  # the result itself is stored; only reuse is lost
             logger.warning("could not record dedupe entry for %s: %s", item.request_id, error)

@@ -127,6 +127,13 @@ def test_each_stage_is_recorded_as_an_asset_materialization(translated):
     [translation] = result.asset_materializations_for_node("translate")
     assert translation.metadata["request_id"].value == "e2e-1"
     assert "|" in translation.metadata["text_table"].value
+    content_hash = translation.metadata["content_hash"].value
+    assert translation.partition == f"{content_hash}.zh.en"  # one partition per translation (image, languages)
+    checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
+    assert set(checks) == {("imgtrans/translation", "one_translation_per_block"),
+                           ("imgtrans/inpainted_image", "no_source_text_left"),
+                           ("imgtrans/rendered_image", "output_decodes")}
+    assert all(c.passed and c.partition == translation.partition for c in checks.values())
 
 
 @pytest.mark.slow

@@ -456,3 +456,18 @@ def test_result_name() -> None:
     assert result_name("WEBP") == "result.webp"
     with pytest.raises(ValueError):
         result_name("bmp")
+
+
+@pytest.mark.parametrize("kind", ["local", "s3"])
+def test_list_requests_lists_folders_by_prefix(kind, tmp_path, s3_server):
+    if kind == "local":
+        store = create_artifact_store(str(tmp_path / "store"))
+    else:
+        s3_server.client().create_bucket(Bucket="folders")
+        store = create_artifact_store("s3://folders/root", endpoint_url=s3_server.endpoint_url,
+                                      access_key_id="testing", secret_access_key="testing")
+    for folder in ("hash-aa", "hash-bb", "req-1"):
+        store.put(folder, "meta.json", b"{}")
+    store.put("hash-aa", "other.json", b"{}")
+    assert store.list_requests() == ["hash-aa", "hash-bb", "req-1"]
+    assert store.list_requests("hash-") == ["hash-aa", "hash-bb"]

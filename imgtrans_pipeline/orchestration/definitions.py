@@ -9,6 +9,8 @@ from __future__ import annotations
 from dagster import Definitions
 
 from ..core.config import Settings
+from .assets import TRANSLATION_ASSETS, translate_stored_images
+from .io_managers import TranslationItemsIOManager
 from .jobs import translate_images
 from .resources import (
     ArtifactStoreResource,
@@ -19,6 +21,7 @@ from .resources import (
     RenderResource,
     TranslatorResource,
 )
+from .schedules import translate_catalogue_schedule
 from .sensors import redis_dead_letter_sensor, redis_intake_sensor
 
 
@@ -44,14 +47,20 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "inpainting": InpaintResource(engine=settings.inpaint_engine),
         "renderer": RenderResource(fonts_dir=settings.fonts_dir),
         "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
+        "translation_items": TranslationItemsIOManager(),
         "intake": IntakeResource(batch_size=settings.batch_size, max_in_flight=settings.max_in_flight,
                                  allow_private_callbacks=settings.allow_private_urls),
     }
 
 
 def build_definitions(settings: Settings | None = None) -> Definitions:
-    return Definitions(jobs=[translate_images], sensors=[redis_intake_sensor, redis_dead_letter_sensor],
-                       resources=build_resources(settings))
+    return Definitions(
+        assets=TRANSLATION_ASSETS,
+        jobs=[translate_images, translate_stored_images],
+        sensors=[redis_intake_sensor, redis_dead_letter_sensor],
+        schedules=[translate_catalogue_schedule],
+        resources=build_resources(settings),
+    )
 
 
 defs = build_definitions()

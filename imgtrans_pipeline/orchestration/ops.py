@@ -8,12 +8,9 @@ so the other requests of the batch still finish. GPU-bound ops (OCR, inpaint) ru
 
 # No `from __future__ import annotations`: Dagster resolves Config and resource types from live annotations.
 
-import dataclasses
 from typing import Any
 
 from dagster import (
-    AssetKey,
-    AssetMaterialization,
     Backoff,
     Config,
     Failure,
@@ -29,6 +26,24 @@ from .. import stages
 from ..core.errors import InvalidRequest
 from ..core.request import TranslationRequest, parse_request
 from ..stages import WorkItem
+from .recording import (
+    CHECK_NO_SOURCE_TEXT_LEFT,
+    CHECK_ONE_TRANSLATION_PER_BLOCK,
+    CHECK_OUTPUT_DECODES,
+    INPAINTED_IMAGE,
+    MAX_RETRIES,
+    RENDERED_IMAGE,
+    TRANSLATION,
+    check_no_source_text_left,
+    check_one_translation_per_block,
+    check_output_decodes,
+    copy_items,
+    log_check,
+    materialize,
+    register_partitions,
+    retry_transient,
+    text_table,
+)
 from .resources import (
     ArtifactStoreResource,
     FetchResource,
@@ -40,9 +55,7 @@ from .resources import (
 )
 
 GPU_POOL = "gpu"
-MAX_RETRIES = 3
 TRANSIENT_RETRY = RetryPolicy(max_retries=MAX_RETRIES, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
-ASSET_PREFIX = "imgtrans"
 
 
 class RequestConfig(Config):
@@ -76,10 +89,6 @@ class BatchConfig(Config):
     requests: list[RequestConfig] = Field(description="The requests this run translates (one or more).")
 
 
-class TransientStageError(Exception):
-    """Raised to make Dagster retry an op whose batch had transient failures."""
-
-
 def _from_redis(context: OpExecutionContext) -> bool:
     return context.run.tags.get("imgtrans/source") == "redis"
 
@@ -95,38 +104,6 @@ def _public_url(store: Any, item: WorkItem) -> str | None:
         return store.public_url(item.request_id, name) if name else item.result_uri
     except Exception:  # a URL we cannot sign still leaves the stored URI
         return item.result_uri
-
-
-def _copy_items(items: list[WorkItem]) -> list[WorkItem]:
-    # Ops must not mutate their inputs: with the in-memory IO manager two branches (translate ∥ inpaint) and a
-    # retried attempt would otherwise see each other's changes. Shallow copies share the big pixel arrays.
-    return [
-        dataclasses.replace(item, timings=dict(item.timings), artifacts=dict(item.artifacts),
-                            engines=dict(item.engines))
-        for item in items
-    ]
-
-
-def _retry_transient(context: OpExecutionContext, items: list[WorkItem], stage: str) -> None:
-    transient = [item for item in items if item.failed_transiently and item.failure["stage"] == stage]
-    if transient and context.retry_number < MAX_RETRIES:
-        reasons = "; ".join(f"{item.request_id}: {item.failure['reason']}" for item in transient)
-        raise TransientStageError(f"{len(transient)} request(s) failed transiently in {stage}: {reasons}")
-
-
-def _materialize(context: OpExecutionContext, asset: str, item: WorkItem, artifact: str,
-                 **metadata: Any) -> None:
-    uri = item.artifacts.get(artifact)
-    meta: dict[str, Any] = {"request_id": item.request_id, "artifact": MetadataValue.url(uri) if uri else None,
-                            **metadata}
-    if item.source is not None:
-        meta["content_hash"] = item.source.content_hash
-    context.log_event(AssetMaterialization(
-        asset_key=AssetKey([ASSET_PREFIX, asset]),
-        description=f"{asset} of request {item.request_id}",
-        metadata={k: v for k, v in meta.items() if v is not None},
-        tags={"imgtrans/request_id": item.request_id},
-    ))
 
 
 @op(retry_policy=TRANSIENT_RETRY, tags={"kind": "io"})
@@ -153,16 +130,17 @@ def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchRes
 
     stages.check_languages(items, supports)
     stages.fetch_stage(items, fetcher.fetch_images, artifacts.store())
-    _retry_transient(context, items, "download")
+    retry_transient(context, items, "download")
     stages.reuse_stage(items, artifacts.store(), translator.variant())
+    register_partitions(context.instance, items)
     for item in items:
         if item.reused_from:
             context.log.info(f"request {item.request_id}: same image, languages and options as "
                              f"{item.reused_from}, answered from its stored result {item.result_uri}")
     for item in items:
         if item.ok and item.source is not None:
-            _materialize(context, "source_image", item, "source.png", width=item.source.width,
-                         height=item.source.height, source_format=item.source.source_format)
+            materialize(context, "source_image", item, "source.png", width=item.source.width,
+                        height=item.source.height, source_format=item.source.source_format)
     return items
 
 
@@ -170,54 +148,53 @@ def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchRes
 def ocr(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResource,
         artifacts: ArtifactStoreResource) -> list[WorkItem]:
     """Find and read the text lines (tall images in overlapping slices), grouped into blocks."""
-    items = _copy_items(items)
+    items = copy_items(items)
     stages.ocr_stage(items, ocr_engine.recognize, artifacts.store())
-    _retry_transient(context, items, "ocr")
+    retry_transient(context, items, "ocr")
     for item in items:
         if item.ok and item.ocr is not None:
-            _materialize(context, "ocr_result", item, "ocr.json", regions=len(item.ocr.regions),
-                         blocks=len(item.ocr.blocks), detected_lang=item.source_lang or "none",
-                         text=MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)"))
+            materialize(context, "ocr_result", item, "ocr.json", regions=len(item.ocr.regions),
+                        blocks=len(item.ocr.blocks), detected_lang=item.source_lang or "none",
+                        text=MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)"))
     return items
-
-
-def _text_table(item: WorkItem) -> MetadataValue:
-    assert item.translation is not None
-    rows = ["| # | source | translation |", "|---|---|---|"]
-    for i, (src, dst) in enumerate(zip(item.translation.source_texts, item.translation.translations,
-                                       strict=True), 1):
-        rows.append(f"| {i} | {src.replace('|', '/')} | {dst.replace('|', '/')} |")
-    return MetadataValue.md("\n".join(rows))
 
 
 @op(retry_policy=TRANSIENT_RETRY, tags={"kind": "io"})
 def translate(context: OpExecutionContext, items: list[WorkItem], translator: TranslatorResource,
               artifacts: ArtifactStoreResource) -> list[WorkItem]:
     """Translate each image's text blocks in one batched call (cached, glossary applied)."""
-    items = _copy_items(items)
+    items = copy_items(items)
     stages.translate_stage(items, translator.translate, artifacts.store())
-    _retry_transient(context, items, "translate")
+    retry_transient(context, items, "translate")
     for item in items:
         if item.ok and item.translation is not None:
-            _materialize(context, "translation", item, "translation.json", texts=len(item.translation.translations),
-                         engine=item.engines.get("translate", ""), cache_hits=item.translation.cache_hits,
-                         text_table=_text_table(item))
+            materialize(context, "translation", item, "translation.json", texts=len(item.translation.translations),
+                        engine=item.engines.get("translate", ""), cache_hits=item.translation.cache_hits,
+                        text_table=text_table(item))
+            log_check(context, TRANSLATION, CHECK_ONE_TRANSLATION_PER_BLOCK, item,
+                      check_one_translation_per_block(item))
     return items
 
 
 @op(retry_policy=TRANSIENT_RETRY, pool=GPU_POOL, tags={"kind": "gpu"})
 def inpaint(context: OpExecutionContext, items: list[WorkItem], inpainting: InpaintResource,
-            renderer: RenderResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
+            renderer: RenderResource, ocr_engine: OcrResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
     """Erase the original text: mask from the OCR polygons, then the inpainting engine."""
-    items = _copy_items(items)
+    items = copy_items(items)
     engine = inpainting.inpainter()
     stages.inpaint_stage(items, engine.inpaint, engine.name, artifacts.store(), renderer.encode_png)
-    _retry_transient(context, items, "inpaint")
+    retry_transient(context, items, "inpaint")
     for item in items:
         if item.ok and item.inpainted is not None:
             masked = float((item.inpainted.mask > 0).mean())
-            _materialize(context, "inpainted_image", item, "inpainted.png", engine=engine.name,
-                         mask=MetadataValue.url(item.artifacts["mask.png"]), masked_fraction=round(masked, 4))
+            materialize(context, "inpainted_image", item, "inpainted.png", engine=engine.name,
+                        mask=MetadataValue.url(item.artifacts["mask.png"]), masked_fraction=round(masked, 4))
+    # Re-OCR costs about as much as OCR itself, so it runs on a sample: the first erased image of the batch.
+    sample = next((item for item in items if item.ok and item.inpainted is not None and item.ocr
+                   and item.ocr.blocks), None)
+    if sample is not None:
+        log_check(context, INPAINTED_IMAGE, CHECK_NO_SOURCE_TEXT_LEFT, sample,
+                  check_no_source_text_left(sample, ocr_engine.recognize))
     return items
 
 
@@ -225,14 +202,15 @@ def inpaint(context: OpExecutionContext, items: list[WorkItem], inpainting: Inpa
 def render(context: OpExecutionContext, translated: list[WorkItem], inpainted: list[WorkItem],
            renderer: RenderResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
     """Draw each translation into its text block of the inpainted image."""
-    items = stages.merge_branches(_copy_items(translated), _copy_items(inpainted))
+    items = stages.merge_branches(copy_items(translated), copy_items(inpainted))
     stages.render_stage(items, renderer.render, artifacts.store())
-    _retry_transient(context, items, "render")
+    retry_transient(context, items, "render")
     for item in items:
         if item.ok and item.rendered is not None:
             name = next(n for n in item.artifacts if n.startswith("result."))
-            _materialize(context, "rendered_image", item, name, format=item.rendered.format,
-                         blocks_drawn=item.rendered.blocks_drawn, font=item.rendered.font)
+            materialize(context, "rendered_image", item, name, format=item.rendered.format,
+                        blocks_drawn=item.rendered.blocks_drawn, font=item.rendered.font)
+            log_check(context, RENDERED_IMAGE, CHECK_OUTPUT_DECODES, item, check_output_decodes(item))
     return items
 
 
@@ -241,7 +219,7 @@ def publish(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrR
             inpainting: InpaintResource, artifacts: ArtifactStoreResource,
             intake: IntakeResource) -> list[dict[str, Any]]:
     """Write every request's ``meta.json`` and report the outcome; the run fails if any request failed."""
-    items = _copy_items(items)
+    items = copy_items(items)
     versions: dict[str, str] = {}
     for resource in (ocr_engine, translator, inpainting):
         try:

@@ -126,6 +126,10 @@ class ArtifactStore(Protocol):
         """Sorted names of the artifacts stored for a request (empty if none)."""
         ...
 
+    def list_requests(self, starting_with: str = "") -> list[str]:
+        """Sorted request folders in the store, optionally only those whose name starts with ``starting_with``."""
+        ...
+
     def delete(self, request_id: str) -> int:
         """Remove every artifact of a request; return how many were removed (0 if none)."""
         ...

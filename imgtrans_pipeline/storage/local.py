@@ -132,10 +132,11 @@ class LocalArtifactStore:
             raise _storage_error("list", directory, exc) from exc
         return sorted(e.name for e in entries if not e.name.startswith(_TEMP_PREFIX) and e.is_file())
 
-    def list_requests(self) -> list[str]:
-        """Request ids that have a folder under the root (for clean-up jobs and debugging)."""
+    def list_requests(self, starting_with: str = "") -> list[str]:
+        """Request folders under the root, optionally only those starting so (backfills, clean-up, debugging)."""
         try:
-            return sorted(e.name for e in os.scandir(self.root) if e.is_dir() and not e.name.startswith("."))
+            return sorted(e.name for e in os.scandir(self.root)
+                          if e.is_dir() and not e.name.startswith(".") and e.name.startswith(starting_with))
         except OSError as exc:
             raise _storage_error("list", self.root, exc) from exc
 

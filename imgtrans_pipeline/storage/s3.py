@@ -305,6 +305,20 @@ class S3ArtifactStore:
             raise self._error("list", prefix, exc) from exc
         return keys
 
+    def list_requests(self, starting_with: str = "") -> list[str]:
+        """Request folders (common prefixes) under the store's prefix, optionally only those starting so."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        folders: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            pages = paginator.paginate(Bucket=self.bucket, Prefix=base + starting_with, Delimiter="/",
+                                       PaginationConfig={"PageSize": self.list_page_size})
+            for page in pages:
+                folders.extend(p["Prefix"][len(base):].rstrip("/") for p in page.get("CommonPrefixes", []))
+        except (bce.ClientError, bce.BotoCoreError) as exc:
+            raise self._error("list", base + starting_with, exc) from exc
+        return sorted(folders)
+
     def list(self, request_id: str) -> list[str]:
         prefix = self._request_prefix(request_id)
         return sorted(k[len(prefix):] for k in self._keys(prefix) if "/" not in k[len(prefix):])

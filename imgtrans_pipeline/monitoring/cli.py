@@ -1,0 +1,157 @@
+"""``imgtrans status`` and ``imgtrans metrics-server``.
+
+``imgtrans_pipeline.cli.main`` registers these with :func:`add_status_commands`; ``python -m
+imgtrans_pipeline.monitoring.cli`` runs them on their own (same arguments).
+
+Both read the Dagster instance the CLI and ``dagster dev`` use (``$DAGSTER_HOME``, else ``./.dagster_home``), the
+Redis intake named by ``IMGTRANS_REDIS_URL`` / ``IMGTRANS_QUEUE`` / ... (skipped when ``IMGTRANS_REDIS_URL`` is
+unset) and the artifact store ``IMGTRANS_ARTIFACTS`` for per-stage timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any, TextIO
+
+from .collect import DEFAULT_WINDOW_S, StatusSnapshot, collect_status, intake_settings_from_env
+
+logger = logging.getLogger(__name__)
+
+
+def _minutes(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be a positive number of minutes")
+    return value
+
+
+def add_status_commands(subparsers: Any) -> None:
+    """Register ``status`` and ``metrics-server`` on the ``imgtrans`` sub-command parser."""
+    st = subparsers.add_parser("status", help="queue depth, in-flight, dead letters, throughput, stage timings")
+    st.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    st.add_argument("--window", type=_minutes, default=DEFAULT_WINDOW_S / 60, metavar="MINUTES",
+                    help="throughput and finished-run window in minutes (default 15)")
+    st.set_defaults(func=_cmd_status)
+    ms = subparsers.add_parser("metrics-server", help="serve /metrics (Prometheus), /health and /status over HTTP")
+    ms.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ms.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 picks a free one)")
+    ms.add_argument("--window", type=_minutes, default=DEFAULT_WINDOW_S / 60, metavar="MINUTES",
+                    help="throughput window in minutes (default 15)")
+    ms.add_argument("--cache-seconds", type=float, default=5.0,
+                    help="reuse a snapshot for this long across scrapes (default 5)")
+    ms.set_defaults(func=_cmd_metrics_server)
+
+
+# --- formatting -------------------------------------------------------------------------------------------------
+
+
+def _count(value: int | None, error: str | None) -> str:
+    return str(value) if value is not None else f"n/a ({error or 'unknown'})"
+
+
+def format_status(snapshot: StatusSnapshot) -> str:
+    """The snapshot as a readable plain-text table."""
+    minutes = snapshot.window_s / 60
+    window = f"{minutes:g} min"
+    lines = [f"imgtrans status at {snapshot.collected_at} (window {window})", ""]
+
+    where = f"redis {snapshot.queue_kind} {snapshot.queue_key} at {snapshot.redis_url}" if snapshot.queue_key \
+        else "redis"
+    lines.append(f"Queue ({where})")
+    if snapshot.queue_key is None or not snapshot.redis_ok:
+        lines.append(f"  {'unavailable:':<22}{snapshot.redis_error}")
+    else:
+        lines += [f"  {'waiting':<22}{snapshot.queue_depth}",
+                  f"  {'claimed (processing)':<22}{snapshot.in_processing}",
+                  f"  {'dead letters':<22}{snapshot.dead_letters}",
+                  f"  {'results list':<22}{snapshot.results}"]
+    lines.append("")
+
+    lines.append(f"Runs ({snapshot.job})")
+    if snapshot.runs is None:
+        lines.append(f"  {'unavailable:':<22}{snapshot.dagster_error}")
+    else:
+        runs = snapshot.runs
+        lines += [f"  {'queued':<22}{runs['queued']}",
+                  f"  {'in progress':<22}{runs['in_progress']}",
+                  f"  {'succeeded':<22}{runs['succeeded']}  (ended in the last {window})",
+                  f"  {'failed':<22}{runs['failed']}  (ended in the last {window})",
+                  f"  {'canceled':<22}{runs['canceled']}  (ended in the last {window})",
+                  f"  {'requests in flight':<22}{snapshot.requests_in_flight}",
+                  f"  {'throughput':<22}{snapshot.throughput_per_min:.2f} requests/min "
+                  f"({snapshot.requests_finished} finished in {window})"]
+        if snapshot.runs_truncated:
+            lines.append("  (run records truncated: counts are lower bounds)")
+    if snapshot.gpu_pool is not None:
+        pool = snapshot.gpu_pool
+        limit = "no limit" if pool.limit is None else f"limit {pool.limit}"
+        lines.append(f"  {'gpu pool ' + repr(pool.pool):<22}{pool.in_use} slot(s) in use, {pool.pending} step(s) "
+                     f"waiting, {limit}")
+    elif snapshot.gpu_pool_error:
+        lines.append(f"  {'gpu pool':<22}n/a ({snapshot.gpu_pool_error})")
+    lines.append("")
+
+    lines.append(f"Stage timings (seconds, last {snapshot.timing_requests} finished request(s))")
+    if snapshot.timings_error:
+        lines.append(f"  unavailable: {snapshot.timings_error}")
+    elif not snapshot.stage_timings:
+        lines.append("  no finished requests with meta.json yet")
+    else:
+        lines.append(f"  {'stage':<12}{'p50':>10}{'p95':>10}{'max':>10}{'n':>6}")
+        for stage, timing in snapshot.stage_timings.items():
+            lines.append(f"  {stage:<12}{timing.p50:>10.3f}{timing.p95:>10.3f}{timing.max:>10.3f}{timing.count:>6}")
+    return "\n".join(lines) + "\n"
+
+
+# --- commands ---------------------------------------------------------------------------------------------------
+
+
+def run_status(instance: Any, intake_settings: Any | None, *, window_minutes: float = DEFAULT_WINDOW_S / 60,
+               as_json: bool = False, store: Any | None = None, out: TextIO | None = None) -> int:
+    """Print one snapshot. Exit status 1 when a configured source (Dagster, Redis) could not be read."""
+    out = out or sys.stdout
+    snapshot = collect_status(instance, intake_settings, window_s=window_minutes * 60, store=store)
+    if as_json:
+        out.write(json.dumps(snapshot.to_dict(), ensure_ascii=False, indent=2) + "\n")
+    else:
+        out.write(format_status(snapshot))
+    redis_down = intake_settings is not None and not snapshot.redis_ok
+    return 1 if redis_down or not snapshot.dagster_ok else 0
+
+
+def _instance() -> Any:
+    from ..cli import dagster_instance  # the CLI's instance rule: $DAGSTER_HOME, else ./.dagster_home
+
+    return dagster_instance()
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    return run_status(_instance(), intake_settings_from_env(), window_minutes=args.window, as_json=args.json)
+
+
+def _cmd_metrics_server(args: argparse.Namespace) -> int:
+    from .prometheus import MetricsServer
+
+    server = MetricsServer.for_instance(_instance(), intake_settings_from_env(), window_s=args.window * 60,
+                                        host=args.host, port=args.port, cache_seconds=args.cache_seconds)
+    # One line on stdout so scripts (and tests) learn the port when --port 0 was given.
+    print(f"imgtrans metrics server on {server.url} (/metrics /health /status)", flush=True)
+    server.serve_until_signalled()
+    print("imgtrans metrics server stopped", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point with the same sub-commands (``python -m imgtrans_pipeline.monitoring.cli``)."""
+    parser = argparse.ArgumentParser(prog="imgtrans", description="imgtrans monitoring")
+    add_status_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The Celery app the workers run: ``dagster-celery worker start -A imgtrans_pipeline.scaleout.app …``.
+
+It is ``dagster_celery.app`` (the tasks ``execute_job``, ``resume_job`` and ``execute_plan``, by the same names
+the run launcher and the celery executor send) configured from the project's variables (``scaleout.settings``)
+rather than from a ``dagster_celery_config`` module, so launcher and workers cannot disagree about the broker.
+
+It adds what dagster-celery does not record: on every run a worker executes it writes run tags saying which
+worker process ran it (``imgtrans/celery_worker``, ``imgtrans/celery_worker_pid``) and how many engines that run
+had to load into the process-wide engine cache (``imgtrans/engines_loaded``; 0 means the worker was already warm),
+plus an engine event in the run's log. That is how an operator (and ``tests/test_scaleout.py``) sees that runs
+spread over the workers and that a warm worker does not load its models again.
+
+``IMGTRANS_CELERY_PRELOAD=1`` loads the default engines when a worker process starts, so even a worker's first
+run finds them warm (at the cost of the start-up time and memory in every pool process).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from celery.signals import task_postrun, task_prerun, worker_process_init
+from dagster_celery.config import DEFAULT_CONFIG, TASK_EXECUTE_JOB_NAME, TASK_EXECUTE_PLAN_NAME, TASK_RESUME_JOB_NAME
+from dagster_celery.make_app import make_app
+from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
+
+from . import settings
+
+log = logging.getLogger(__name__)
+
+RESOURCES_MODULE = "imgtrans_pipeline.orchestration.resources"
+PRELOAD_TIMEOUT_S = 300  # a pool process that loads models at start needs longer than Celery's 4 s to report alive
+
+
+def app_args() -> dict[str, Any]:
+    """Celery constructor arguments: the same broker, backend and settings as ``ImgtransCeleryRunLauncher``."""
+    config = {**DEFAULT_CONFIG, **settings.celery_settings()}
+    if _preload_enabled():
+        config["worker_proc_alive_timeout"] = PRELOAD_TIMEOUT_S
+    return {
+        "broker": settings.broker_url(),
+        "backend": settings.backend_url(),
+        "include": [],
+        "config_source": config,
+        "task_default_queue": settings.DEFAULT_QUEUE,
+    }
+
+
+def _preload_enabled() -> bool:
+    return os.environ.get("IMGTRANS_CELERY_PRELOAD", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+app = make_app(app_args())
+execute_plan = create_task(app)
+execute_job = create_execute_job_task(app)
+resume_job = create_resume_job_task(app)
+
+
+# --- observability: which worker ran a run, and whether it was warm -------------------------------------------
+
+_RUN_TASKS = (TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME)
+_started: dict[str, tuple[float, frozenset[Any]]] = {}
+_instance_lock = threading.Lock()
+_instance: Any = None
+
+
+def cached_engine_keys() -> frozenset[Any]:
+    """Keys of the engines loaded in this process (empty before the pipeline's resources were imported).
+
+    Read from outside so that observing the cache never imports (or loads) anything itself.
+    """
+    module = sys.modules.get(RESOURCES_MODULE)
+    cache = getattr(module, "_cache", None) or {}
+    return frozenset(dict(cache))
+
+
+def _dagster_instance() -> Any:
+    """The worker's instance (``DAGSTER_HOME``), opened once per pool process — after the fork, never before."""
+    global _instance
+    with _instance_lock:
+        if _instance is None:
+            from dagster import DagsterInstance
+
+            _instance = DagsterInstance.get()
+        return _instance
+
+
+def _run_and_steps(task_name: str, kwargs: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The run id (and step keys) a dagster-celery task works on, from its packed arguments."""
+    from dagster._serdes import unpack_value
+
+    packed = kwargs.get("execute_job_args_packed") or kwargs.get("resume_job_args_packed")
+    if task_name in _RUN_TASKS and packed:
+        return unpack_value(packed).run_id, []
+    packed = kwargs.get("execute_step_args_packed")
+    if task_name == TASK_EXECUTE_PLAN_NAME and packed:
+        args = unpack_value(packed)
+        return args.run_id, list(args.step_keys_to_execute or [])
+    return None, []
+
+
+def _engine_names(keys: frozenset[Any]) -> list[str]:
+    return sorted(str(key[0]) if isinstance(key, tuple) and key else str(key) for key in keys)
+
+
+@task_prerun.connect
+def _record_start(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None,
+                  **_: Any) -> None:
+    try:
+        run_id, steps = _run_and_steps(getattr(task, "name", ""), kwargs or {})
+        if run_id is None or task_id is None:
+            return
+        _started[task_id] = (time.monotonic(), cached_engine_keys())
+        if not steps:  # a whole run: say where it runs while it runs
+            _dagster_instance().add_run_tags(run_id, {settings.WORKER_TAG: task.request.hostname or "",
+                                                      settings.WORKER_PID_TAG: str(os.getpid())})
+    except Exception:  # observability must never fail a run
+        log.exception("could not record the start of task %s", task_id)
+
+
+@task_postrun.connect
+def _record_end(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None,
+                state: str | None = None, **_: Any) -> None:
+    try:
+        run_id, steps = _run_and_steps(getattr(task, "name", ""), kwargs or {})
+        if run_id is None or task_id is None or task_id not in _started:
+            return
+        started, before = _started.pop(task_id)
+        seconds = time.monotonic() - started
+        after = cached_engine_keys()
+        loaded = after - before
+        worker = task.request.hostname or ""
+        instance = _dagster_instance()
+        what = f"steps {', '.join(steps)}" if steps else "this run"
+        warmth = (f"loaded {len(loaded)} engine(s): {', '.join(_engine_names(loaded))}" if loaded
+                  else f"reused {len(after)} warm engine(s), loaded none")
+        message = f"Celery worker {worker} (pid {os.getpid()}) ran {what} in {seconds:.2f} s; {warmth}."
+        run = instance.get_run_by_id(run_id)
+        if run is not None:
+            from dagster._core.events import EngineEventData
+
+            instance.report_engine_event(message, run, EngineEventData({
+                "Celery worker": worker, "pid": str(os.getpid()), "task state": str(state),
+                "engines loaded": str(len(loaded)), "engines cached": str(len(after)),
+            }), step_key=steps[0] if len(steps) == 1 else None)
+        if not steps:
+            instance.add_run_tags(run_id, {
+                settings.WORKER_TAG: worker, settings.WORKER_PID_TAG: str(os.getpid()),
+                settings.ENGINES_LOADED_TAG: str(len(loaded)), settings.ENGINES_CACHED_TAG: str(len(after)),
+                settings.TASK_SECONDS_TAG: f"{seconds:.3f}",
+            })
+        log.info(message)
+    except Exception:
+        log.exception("could not record the end of task %s", task_id)
+
+
+# --- optional warm-up -----------------------------------------------------------------------------------------
+
+def preload_engines() -> list[str]:
+    """Load the engines the default resources use, into this process's cache; returns what got loaded.
+
+    The same resource objects as the code location builds (``build_resources`` from the environment), so the
+    cache keys are the ones a run with default resource config looks up.
+    """
+    from ..orchestration.definitions import build_resources
+
+    before = cached_engine_keys()
+    resources: dict[str, Any] = build_resources()
+    resources["ocr_engine"].engine_for("auto")
+    resources["translator"].service()
+    resources["inpainting"].inpainter()
+    resources["renderer"].renderer()
+    resources["artifacts"].store()
+    return _engine_names(cached_engine_keys() - before)
+
+
+@worker_process_init.connect
+def _preload(**_: Any) -> None:
+    if not _preload_enabled():
+        return
+    started = time.monotonic()
+    try:
+        loaded = preload_engines()
+        log.info("pool process %s preloaded %s in %.1f s", os.getpid(), ", ".join(loaded), time.monotonic() - started)
+    except Exception:  # a run will load (and report) what failed here
+        log.exception("pool process %s could not preload the engines", os.getpid())
