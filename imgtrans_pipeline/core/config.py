@@ -49,6 +49,8 @@ class Settings:
     translate_base_url: str = ""
     translation_cache: str = ""
     inpaint_engine: str = "opencv"
+    lama_model_path: str = ""
+    gpu_min_free_mb: int = 2048
     allow_private_urls: bool = False
     max_image_pixels: int = 60_000_000
     max_download_bytes: int = 30 * 1024 * 1024
@@ -73,6 +75,8 @@ class Settings:
             translate_base_url=_env("IMGTRANS_TRANSLATE_BASE_URL", ""),
             translation_cache=_env("IMGTRANS_TRANSLATION_CACHE", str(root / "artifacts" / "translation-cache.sqlite")),
             inpaint_engine=_env("IMGTRANS_INPAINT_ENGINE", "opencv"),
+            lama_model_path=_env("IMGTRANS_LAMA_MODEL", str(Path(models_dir) / "inpaint" / "big-lama.pt")),
+            gpu_min_free_mb=int(_env("IMGTRANS_GPU_MIN_FREE_MB", "2048")),
             allow_private_urls=_env_bool("IMGTRANS_ALLOW_PRIVATE_URLS", False),
             max_image_pixels=int(_env("IMGTRANS_MAX_IMAGE_PIXELS", "60000000")),
             max_download_bytes=int(_env("IMGTRANS_MAX_DOWNLOAD_BYTES", str(30 * 1024 * 1024))),

@@ -129,7 +129,12 @@ def _instance() -> Any:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    return run_status(_instance(), intake_settings_from_env(), window_minutes=args.window, as_json=args.json)
+    try:
+        instance = _instance()
+    except Exception as exc:  # e.g. a bad DAGSTER_HOME or an unreachable Postgres: still show the Redis side
+        print(f"imgtrans status: no Dagster instance: {type(exc).__name__}: {exc}", file=sys.stderr)
+        instance = None
+    return run_status(instance, intake_settings_from_env(), window_minutes=args.window, as_json=args.json)
 
 
 def _cmd_metrics_server(args: argparse.Namespace) -> int:

@@ -371,7 +371,7 @@ def collect_status(instance: Any, intake_settings: Any | None, *, window_s: floa
         window_s=float(window_s))
     _collect_redis(snapshot, intake_settings, redis_client)
     if instance is None:
-        snapshot.dagster_error = "no Dagster instance"
+        snapshot.dagster_error = snapshot.timings_error = snapshot.gpu_pool_error = "no Dagster instance"
     else:
         _collect_runs(snapshot, instance, now)
         _collect_gpu_pool(snapshot, instance, pool)

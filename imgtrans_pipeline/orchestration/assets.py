@@ -41,12 +41,14 @@ from .recording import (
     check_output_decodes,
     copy_items,
     parse_partition_key,
+    permanent_errors_fail_once,
     retry_transient,
     text_table,
 )
 from .resources import (
     ArtifactStoreResource,
     FetchResource,
+    GpuResource,
     InpaintResource,
     OcrResource,
     RenderResource,
@@ -106,8 +108,9 @@ def source_image(context: AssetExecutionContext, fetcher: FetchResource,
 
 @asset(key=OCR_RESULT, pool="gpu", **COMMON)
 def ocr_result(context: AssetExecutionContext, source_image: list[WorkItem], ocr_engine: OcrResource,
-               artifacts: ArtifactStoreResource) -> list[WorkItem]:
+               gpu: GpuResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
     items = copy_items(source_image)
+    gpu.wait_for_memory("ocr")
     stages.ocr_stage(items, ocr_engine.recognize, artifacts.store())
     retry_transient(context, items, "ocr")
     context.add_output_metadata({"blocks": sum(len(i.ocr.blocks) for i in items if i.ocr)})
@@ -131,9 +134,12 @@ def translation(context: AssetExecutionContext, ocr_result: list[WorkItem], tran
 @asset(key=INPAINTED_IMAGE, pool="gpu", check_specs=[AssetCheckSpec(CHECK_NO_SOURCE_TEXT_LEFT, asset=INPAINTED_IMAGE)],
        **COMMON)
 def inpainted_image(context: AssetExecutionContext, ocr_result: list[WorkItem], inpainting: InpaintResource,
-                    renderer: RenderResource, ocr_engine: OcrResource, artifacts: ArtifactStoreResource) -> Any:
+                    renderer: RenderResource, ocr_engine: OcrResource, gpu: GpuResource,
+                    artifacts: ArtifactStoreResource) -> Any:
     items = copy_items(ocr_result)
-    engine = inpainting.inpainter()
+    with permanent_errors_fail_once():
+        engine = inpainting.inpainter()
+    gpu.wait_for_memory("inpaint")
     stages.inpaint_stage(items, engine.inpaint, engine.name, artifacts.store(), renderer.encode_png)
     retry_transient(context, items, "inpaint")
     yield Output(items, metadata={"engine": engine.name})

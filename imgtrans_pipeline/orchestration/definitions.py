@@ -15,6 +15,7 @@ from .jobs import translate_images
 from .resources import (
     ArtifactStoreResource,
     FetchResource,
+    GpuResource,
     InpaintResource,
     IntakeResource,
     OcrResource,
@@ -44,7 +45,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             cache_path=settings.translation_cache,
             glossary_file=settings.glossary_file,
         ),
-        "inpainting": InpaintResource(engine=settings.inpaint_engine),
+        "inpainting": InpaintResource(engine=settings.inpaint_engine, model_path=settings.lama_model_path),
+        "gpu": GpuResource(min_free_mb=settings.gpu_min_free_mb),
         "renderer": RenderResource(fonts_dir=settings.fonts_dir),
         "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
         "translation_items": TranslationItemsIOManager(),

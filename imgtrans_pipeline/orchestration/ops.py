@@ -40,6 +40,7 @@ from .recording import (
     copy_items,
     log_check,
     materialize,
+    permanent_errors_fail_once,
     register_partitions,
     retry_transient,
     text_table,
@@ -47,6 +48,7 @@ from .recording import (
 from .resources import (
     ArtifactStoreResource,
     FetchResource,
+    GpuResource,
     InpaintResource,
     IntakeResource,
     OcrResource,
@@ -145,10 +147,11 @@ def download(context: OpExecutionContext, config: BatchConfig, fetcher: FetchRes
 
 
 @op(retry_policy=TRANSIENT_RETRY, pool=GPU_POOL, tags={"kind": "gpu"})
-def ocr(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResource,
+def ocr(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResource, gpu: GpuResource,
         artifacts: ArtifactStoreResource) -> list[WorkItem]:
     """Find and read the text lines (tall images in overlapping slices), grouped into blocks."""
     items = copy_items(items)
+    gpu.wait_for_memory("ocr")
     stages.ocr_stage(items, ocr_engine.recognize, artifacts.store())
     retry_transient(context, items, "ocr")
     for item in items:
@@ -178,10 +181,13 @@ def translate(context: OpExecutionContext, items: list[WorkItem], translator: Tr
 
 @op(retry_policy=TRANSIENT_RETRY, pool=GPU_POOL, tags={"kind": "gpu"})
 def inpaint(context: OpExecutionContext, items: list[WorkItem], inpainting: InpaintResource,
-            renderer: RenderResource, ocr_engine: OcrResource, artifacts: ArtifactStoreResource) -> list[WorkItem]:
+            renderer: RenderResource, ocr_engine: OcrResource, gpu: GpuResource,
+            artifacts: ArtifactStoreResource) -> list[WorkItem]:
     """Erase the original text: mask from the OCR polygons, then the inpainting engine."""
     items = copy_items(items)
-    engine = inpainting.inpainter()
+    with permanent_errors_fail_once():
+        engine = inpainting.inpainter()
+    gpu.wait_for_memory("inpaint")
     stages.inpaint_stage(items, engine.inpaint, engine.name, artifacts.store(), renderer.encode_png)
     retry_transient(context, items, "inpaint")
     for item in items:

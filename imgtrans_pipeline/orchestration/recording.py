@@ -6,7 +6,8 @@ whether it was produced by a queued request, a Launchpad run or a backfill.
 """
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -16,9 +17,11 @@ from dagster import (
     AssetMaterialization,
     DagsterInstance,
     DynamicPartitionsDefinition,
+    Failure,
     MetadataValue,
 )
 
+from ..core.errors import PipelineError
 from ..core.types import OcrResult
 from ..stages import WorkItem
 
@@ -41,6 +44,18 @@ CHECK_OUTPUT_DECODES = "output_decodes"
 
 class TransientStageError(Exception):
     """Raised to make Dagster retry a step whose batch had transient failures."""
+
+
+@contextmanager
+def permanent_errors_fail_once() -> Iterator[None]:
+    """A step-level error that retrying cannot fix (an engine whose model file is missing, a bad store URL)
+    fails the step at once; Dagster's RetryPolicy would otherwise retry any exception with backoff."""
+    try:
+        yield
+    except PipelineError as error:
+        if error.transient:
+            raise
+        raise Failure(f"[{error.stage}] {error.reason}", allow_retries=False) from error
 
 
 def partition_key(content_hash: str, source_lang: str, target_lang: str) -> str:

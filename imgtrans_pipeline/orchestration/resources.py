@@ -325,3 +325,15 @@ class IntakeResource(ConfigurableResource):
                      request_id=request_id, run_id=run_id, stage="run")
             push_result(self.client(), self.settings(), {"request_id": request_id, "status": "failed",
                                                          "error": reason, "run_id": run_id})
+
+
+class GpuResource(ConfigurableResource):
+    """GPU memory guard for GPU-bound steps (OCR, inpaint): wait for free device memory, never start into an OOM."""
+
+    min_free_mb: int = 2048
+    timeout_s: float = 300.0
+
+    def wait_for_memory(self, what: str) -> float:
+        from ..engines.gpu import GpuMemoryGuard
+
+        return GpuMemoryGuard(min_free_bytes=self.min_free_mb * 2**20, timeout_s=self.timeout_s).wait(what)
