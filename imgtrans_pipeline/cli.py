@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .core.logs import JsonFormatter
+from .monitoring.cli import add_status_commands
 
 logger = logging.getLogger("imgtrans")
 
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     rq.add_argument("--id", dest="ids", action="append", help="only this request id (repeatable)")
     rq.add_argument("--limit", type=int, help="at most this many")
     rq.set_defaults(func=_cmd_requeue)
+    add_status_commands(sub)  # status, metrics-server
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     return int(args.func(args))
