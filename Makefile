@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 SYSTEM_PACKAGES := fonts-noto-cjk fonts-dejavu-core tesseract-ocr tesseract-ocr-kor tesseract-ocr-chi-sim tesseract-ocr-jpn \
-	redis-server
+	redis-server chromium
 # Extras installed for the test suite: the LaMa engine (torch) is tested too; PaddleOCR comes from `paddle`.
 TEST_EXTRAS := test,lama
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
@@ -56,8 +56,10 @@ models: $(VENV)/.installed-base
 	@$(BIN)/python -m imgtrans_pipeline.setup_models --models-dir models
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	@mkdir -p $(DAGSTER_HOME)
+	@mkdir -p $(DAGSTER_HOME)/.nux
 	@ln -sf ../dagster.yaml $@
+	@# The UI's one-time "join the community" dialog asks for the network and covers the Launchpad.
+	@echo "seen: 1" > $(DAGSTER_HOME)/.nux/nux.yaml
 
 demo: setup
 	$(BIN)/imgtrans translate samples/ --to en --from zh --out out/demo

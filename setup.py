@@ -38,7 +38,13 @@ setup(
         "lama": ["torch==2.13.0"],
         # The PaddleOCR engine is installed by `make paddle` (requirements/paddle-*.txt), not as an extra: its
         # declared requirements would replace numpy and the headless OpenCV the other stages use.
+        # PostgreSQL instance storage (dagster.postgres.yaml); psycopg2: see measured-facts on psycopg3.
+        "postgres": ["dagster-postgres==0.29.27", "psycopg2-binary==2.9.13"],
         "test": [
+            "dagster-postgres==0.29.27",
+            "psycopg2-binary==2.9.13",
+            "playwright==1.65.2",  # drives Debian's chromium (never `playwright install`)
+            "dagster-graphql==1.13.27",
             "pytest>=8",
             "pytest-timeout>=2.3",
             "pytest-aiohttp>=1.0",
