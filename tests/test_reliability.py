@@ -6,6 +6,7 @@ import time
 
 import pytest
 from dagster import ReexecutionOptions, execute_job, instance_for_test
+from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
 from dagster._core.definitions.reconstruct import build_reconstructable_job
 
 from imgtrans_pipeline.core.errors import EngineError
@@ -14,9 +15,12 @@ from tests.fixtures.imaging import build_tiny_lama
 from tests.imagegen import text_image
 
 
-def test_reexecution_from_failure_reuses_the_steps_that_succeeded(tmp_path):
+def test_reexecution_from_failure_reuses_the_steps_that_succeeded(tmp_path, monkeypatch):
     """The LaMa model file is missing: inpaint fails once (never retried: retrying cannot create a file). The
     operator installs the model and re-executes from failure: download, OCR and translate are not run again."""
+    # Loading a code location in-process (other tests do) leaves a process-wide load context whose instance may
+    # be gone by now; start this reconstruction from a clean one.
+    monkeypatch.setattr(DefinitionsLoadContext, "_instance", None)
     model = tmp_path / "big-lama.pt"
     image = text_image(["全新升级"], width=360, height=140, font_size=44).save(tmp_path / "p.png")
     job = build_reconstructable_job("tests.reexecution_job", "job_with_lama",
