@@ -7,8 +7,8 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 SYSTEM_PACKAGES := fonts-noto-cjk fonts-dejavu-core tesseract-ocr tesseract-ocr-kor tesseract-ocr-chi-sim tesseract-ocr-jpn \
 	redis-server chromium
-# Extras installed for the test suite: the LaMa engine (torch) is tested too; PaddleOCR comes from `paddle`.
-TEST_EXTRAS := test,lama
+# Extras installed for the test suite: LaMa (torch) and Celery scale-out are tested too; PaddleOCR: `paddle`.
+TEST_EXTRAS := test,lama,celery
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export IMGTRANS_HOME := $(CURDIR)
 

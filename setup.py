@@ -40,6 +40,8 @@ setup(
         # declared requirements would replace numpy and the headless OpenCV the other stages use.
         # PostgreSQL instance storage (dagster.postgres.yaml); psycopg2: see measured-facts on psycopg3.
         "postgres": ["dagster-postgres==0.29.27", "psycopg2-binary==2.9.13"],
+        # Scale-out: runs executed by Celery workers over Redis (docs/scale-out.md); celery 5.7 / kombu 5.7.
+        "celery": ["dagster-celery==0.29.27", "dagster-postgres==0.29.27", "psycopg2-binary==2.9.13"],
         "test": [
             "dagster-postgres==0.29.27",
             "psycopg2-binary==2.9.13",

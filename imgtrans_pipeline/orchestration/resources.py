@@ -40,6 +40,12 @@ def process_cached(key: tuple[Any, ...], factory: Callable[[], T]) -> T:
         return _cache[key]
 
 
+def cached_keys() -> frozenset[tuple[Any, ...]]:
+    """What this process has loaded (the Celery workers report warm vs cold runs from it)."""
+    with _cache_lock:
+        return frozenset(_cache)
+
+
 class FetchResource(ConfigurableResource):
     """Downloads (http/https, file, s3) with retries, limits and the private-address guard."""
 

@@ -4,7 +4,7 @@ It is ``dagster_celery.app`` (the tasks ``execute_job``, ``resume_job`` and ``ex
 the run launcher and the celery executor send) configured from the project's variables (``scaleout.settings``)
 rather than from a ``dagster_celery_config`` module, so launcher and workers cannot disagree about the broker.
 
-It adds what dagster-celery does not record: on every run a worker executes it writes run tags saying which
+It adds what dagster-celery does not record: when a run a worker executed ends, it writes run tags saying which
 worker process ran it (``imgtrans/celery_worker``, ``imgtrans/celery_worker_pid``) and how many engines that run
 had to load into the process-wide engine cache (``imgtrans/engines_loaded``; 0 means the worker was already warm),
 plus an engine event in the run's log. That is how an operator (and ``tests/test_scaleout.py``) sees that runs
@@ -26,6 +26,7 @@ from typing import Any
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from dagster_celery.config import DEFAULT_CONFIG, TASK_EXECUTE_JOB_NAME, TASK_EXECUTE_PLAN_NAME, TASK_RESUME_JOB_NAME
 from dagster_celery.make_app import make_app
+from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
 
 from . import settings
@@ -74,8 +75,7 @@ def cached_engine_keys() -> frozenset[Any]:
     Read from outside so that observing the cache never imports (or loads) anything itself.
     """
     module = sys.modules.get(RESOURCES_MODULE)
-    cache = getattr(module, "_cache", None) or {}
-    return frozenset(dict(cache))
+    return module.cached_keys() if module is not None else frozenset()
 
 
 def _dagster_instance() -> Any:
@@ -111,13 +111,13 @@ def _engine_names(keys: frozenset[Any]) -> list[str]:
 def _record_start(task_id: str | None = None, task: Any = None, kwargs: dict[str, Any] | None = None,
                   **_: Any) -> None:
     try:
-        run_id, steps = _run_and_steps(getattr(task, "name", ""), kwargs or {})
+        run_id, _steps = _run_and_steps(getattr(task, "name", ""), kwargs or {})
         if run_id is None or task_id is None:
             return
         _started[task_id] = (time.monotonic(), cached_engine_keys())
-        if not steps:  # a whole run: say where it runs while it runs
-            _dagster_instance().add_run_tags(run_id, {settings.WORKER_TAG: task.request.hostname or "",
-                                                      settings.WORKER_PID_TAG: str(os.getpid())})
+        # No run tags here: add_run_tags rewrites the run's tags from what it read, and the daemon adds
+        # dagster-celery/task_id right after sending the task — measured, a tag write at task start lost it (run
+        # monitoring then reads a run without its task id). Tags are written once the run has ended.
     except Exception:  # observability must never fail a run
         log.exception("could not record the start of task %s", task_id)
 
@@ -149,6 +149,7 @@ def _record_end(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
             }), step_key=steps[0] if len(steps) == 1 else None)
         if not steps:
             instance.add_run_tags(run_id, {
+                DAGSTER_CELERY_TASK_ID_TAG: task_id,  # the launcher's value, written again in case we raced it
                 settings.WORKER_TAG: worker, settings.WORKER_PID_TAG: str(os.getpid()),
                 settings.ENGINES_LOADED_TAG: str(len(loaded)), settings.ENGINES_CACHED_TAG: str(len(after)),
                 settings.TASK_SECONDS_TAG: f"{seconds:.3f}",
