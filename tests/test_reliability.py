@@ -23,12 +23,14 @@ def test_reexecution_from_failure_reuses_the_steps_that_succeeded(tmp_path, monk
     monkeypatch.setattr(DefinitionsLoadContext, "_instance", None)
     model = tmp_path / "big-lama.pt"
     image = text_image(["全新升级"], width=360, height=140, font_size=44).save(tmp_path / "p.png")
-    job = build_reconstructable_job("tests.reexecution_job", "job_with_lama",
-                                    reconstructable_kwargs={"model_path": str(model),
-                                                            "artifacts": str(tmp_path / "artifacts")})
     config = {"ops": {"download": {"config": {"requests": [
         {"request_id": "rx-1", "image_url": str(image), "source_lang": "zh", "target_lang": "en"}]}}}}
     with instance_for_test() as instance:
+        # Built inside: loading definitions reads the *current* instance's defs-state storage, and an instance an
+        # earlier test opened without closing may still be registered as current.
+        job = build_reconstructable_job("tests.reexecution_job", "job_with_lama",
+                                        reconstructable_kwargs={"model_path": str(model),
+                                                                "artifacts": str(tmp_path / "artifacts")})
         with execute_job(job, instance, run_config=config, raise_on_error=False) as first:
             assert not first.success
             failed = [e for e in first.all_events if e.is_step_failure]
