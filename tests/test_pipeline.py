@@ -118,7 +118,7 @@ def test_result_shows_the_english_translation(translated, ocr_engine):
 
 
 def test_each_stage_is_recorded_as_an_asset_materialization(translated):
-    _, _, result = translated
+    tmp, _, result = translated
     keys = {"/".join(m.asset_key.path) for m in result.asset_materializations_for_node("download")}
     for node in ("ocr", "translate", "inpaint", "render"):
         keys |= {"/".join(m.asset_key.path) for m in result.asset_materializations_for_node(node)}
@@ -126,7 +126,12 @@ def test_each_stage_is_recorded_as_an_asset_materialization(translated):
                     "imgtrans/inpainted_image", "imgtrans/rendered_image"}
     [translation] = result.asset_materializations_for_node("translate")
     assert translation.metadata["request_id"].value == "e2e-1"
-    assert "|" in translation.metadata["text_table"].value
+    pairs = json.loads((tmp / "artifacts" / "e2e-1" / "translation.json").read_text("utf-8"))["pairs"]
+    table = [(r.data["source"], r.data["translation"]) for r in translation.metadata["text_table"].records]
+    assert table == [(p["source"], p["translation"]) for p in pairs]
+    [rendered] = result.asset_materializations_for_node("render")
+    assert rendered.metadata["preview"].value.startswith("![preview](data:image/jpeg;base64,")
+    assert {"seconds_download", "seconds_ocr", "seconds_translate", "seconds_inpaint"} <= set(rendered.metadata)
     content_hash = translation.metadata["content_hash"].value
     assert translation.partition == f"{content_hash}.zh.en"  # one partition per translation (image, languages)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}

@@ -293,7 +293,7 @@ def test_celery_instance_config_matches_dagster_yaml_and_reads_broker_from_env(m
 
     celery_cfg = yaml.safe_load((PROJECT / "dagster.celery.yaml").read_text())
     base_cfg = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
-    for key in ("concurrency", "sensors"):
+    for key in ("concurrency", "sensors", "run_retries"):
         assert celery_cfg[key] == base_cfg[key], key
     assert celery_cfg["run_monitoring"] == {**base_cfg["run_monitoring"], "max_resume_run_attempts": 0}
 

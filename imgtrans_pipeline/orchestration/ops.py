@@ -41,9 +41,11 @@ from .recording import (
     log_check,
     materialize,
     permanent_errors_fail_once,
+    preview,
     register_partitions,
     retry_transient,
     text_table,
+    timings_metadata,
 )
 from .resources import (
     ArtifactStoreResource,
@@ -215,7 +217,8 @@ def render(context: OpExecutionContext, translated: list[WorkItem], inpainted: l
         if item.ok and item.rendered is not None:
             name = next(n for n in item.artifacts if n.startswith("result."))
             materialize(context, "rendered_image", item, name, format=item.rendered.format,
-                        blocks_drawn=item.rendered.blocks_drawn, font=item.rendered.font)
+                        blocks_drawn=item.rendered.blocks_drawn, font=item.rendered.font,
+                        preview=preview(item.rendered.pixels), **timings_metadata(item))
             log_check(context, RENDERED_IMAGE, CHECK_OUTPUT_DECODES, item, check_output_decodes(item))
     return items
 

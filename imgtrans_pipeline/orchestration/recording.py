@@ -19,6 +19,9 @@ from dagster import (
     DynamicPartitionsDefinition,
     Failure,
     MetadataValue,
+    TableColumn,
+    TableRecord,
+    TableSchema,
 )
 
 from ..core.errors import PipelineError
@@ -117,14 +120,34 @@ def materialize(context: Any, asset: str, item: WorkItem, artifact: str, **metad
     ))
 
 
+TEXT_TABLE_SCHEMA = TableSchema(columns=[TableColumn("block", "int"), TableColumn("source", "string"),
+                                         TableColumn("translation", "string")])
+
+
 def text_table(item: WorkItem) -> MetadataValue:
-    """Source -> translation pairs as a table in the asset's metadata."""
+    """Source -> translation pairs as a native table (sortable and searchable in the UI)."""
     assert item.translation is not None
-    rows = ["| # | source | translation |", "|---|---|---|"]
     pairs = zip(item.translation.source_texts, item.translation.translations, strict=True)
-    for i, (src, dst) in enumerate(pairs, 1):
-        rows.append(f"| {i} | {src.replace('|', '/')} | {dst.replace('|', '/')} |")
-    return MetadataValue.md("\n".join(rows))
+    records = [TableRecord({"block": i, "source": src, "translation": dst}) for i, (src, dst) in enumerate(pairs, 1)]
+    return MetadataValue.table(records=records, schema=TEXT_TABLE_SCHEMA)
+
+
+def timings_metadata(item: WorkItem) -> dict[str, float]:
+    return {f"seconds_{stage}": round(seconds, 3) for stage, seconds in item.timings.items()}
+
+
+def preview(pixels: np.ndarray, max_side: int = 200) -> MetadataValue:
+    """A small JPEG thumbnail inlined in the metadata, so the asset page shows the result at a glance."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    image = Image.fromarray(pixels)
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=70)
+    return MetadataValue.md(f"![preview](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})")
 
 
 # --- quality checks --------------------------------------------------------------------------------------------
