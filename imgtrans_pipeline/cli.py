@@ -94,12 +94,12 @@ def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcom
     settings = Settings.from_env()
     if args.artifacts:
         settings = Settings(**{**settings.__dict__, "artifacts_url": args.artifacts})
-    defs = build_definitions(settings)
-    job = defs.resolve_job_def(TRANSLATE_JOB)
+    # The instance first: Dagster loads definitions against the current instance's state storage.
+    instance = dagster_instance()
+    job = build_definitions(settings).resolve_job_def(TRANSLATE_JOB)
     from .orchestration.resources import ArtifactStoreResource
 
     store = ArtifactStoreResource(url=settings.artifacts_url).store()
-    instance = dagster_instance()
     outcomes: list[Outcome] = []
     batches = [inputs[i:i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
     progress = _progress(len(inputs), enabled=len(inputs) > 1 and not args.json)

@@ -18,3 +18,14 @@ pytest_plugins = [
 def s3_server() -> S3Server:
     with moto_s3_server() as server:
         yield server
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_dagster_state_storage():
+    """Each DagsterInstance registers itself as the process's current definitions-state storage and unregisters
+    on close; instances closed out of order (many tests open several) can leave a closed one registered, and the
+    next definitions load then reads a deleted SQLite file. Every test starts with none registered."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
