@@ -148,7 +148,7 @@ def _targets(summaries: list[dict[str, Any]]) -> dict[str, Any]:
             peaks.append((s["label"], value))
     if peaks:
         label, worst = max(peaks, key=lambda x: x[1])
-        result["run_process_peak_rss_mib"] = {"value": worst, "mode": label, "target": "<= 1536",
+        result["run_process_peak_rss_mib"] = {"value": round(worst, 1), "mode": label, "target": "<= 1536",
                                               "ok": worst <= 1536}
     for name in ("bare", "job", "intake"):
         s = by.get(name)
@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         if intake:
             raw = next(r for r in raws if r["mode"] == "intake")
             dagster = {k: v for k, v in (raw.get("dagster") or {}).items() if k in ("runs", "statuses", "error")}
-            print(f"intake: batch size {raw['batch_size']}, processes {json.dumps(raw.get('processes', {}))}, "
+            procs = {k: v for k, v in (raw.get("processes") or {}).items() if k != "processes"}
+            print(f"intake: batch size {raw['batch_size']}, processes {json.dumps(procs)}, "
                   f"status hashes {raw.get('status_hashes')}, dagster {json.dumps(dagster)}")
         if targets:
             print("\ntargets (issue 5):")
