@@ -15,8 +15,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +25,7 @@ from typing import Any
 from benchmarks.inproc import read_meta, request_dict
 from benchmarks.procmon import TreeMonitor, system_busy_s
 from benchmarks.workload import WorkloadImage
+from tests.dagster_services import _stop, free_port  # the tests' process helpers, reused
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -36,27 +35,6 @@ QUEUE_KEY = "imgtrans:requests"
 
 def _progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """Stop a process we started in its own session, and its children (same process group)."""
-    if proc.poll() is None:
-        for sig, wait in ((signal.SIGINT, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class ResultCollector:
@@ -249,8 +227,8 @@ def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: 
         if monitor is not None:
             monitor.stop()
         if daemon is not None:
-            stop_group(daemon)
-        stop_group(redis_proc, timeout=5)
+            _stop(daemon, "dagster-daemon")
+        _stop(redis_proc, "redis-server", timeout=5)
     result["dagster"] = _runs_summary(home, env)
     return result
 
