@@ -41,8 +41,9 @@ else redis.call('LPUSH', KEYS[1], ARGV[1]) end
 return 1
 """
 
-# KEYS: processing list, dead list. ARGV: raw, record.
-_BURY_LIST = """
+# Atomically take one value off a list and push another onto a second list: burying (processing -> dead) and
+# re-queueing (dead -> queue) are the same move. KEYS: from list, to list. ARGV: value to remove, value to push.
+_MOVE_LIST = """
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[2])
   return 1
@@ -55,15 +56,6 @@ _BURY_STREAM = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('XDEL', KEYS[1], ARGV[2])
   redis.call('XADD', KEYS[2], '*', 'record', ARGV[3])
-  return 1
-end
-return 0
-"""
-
-# KEYS: dead list, queue list. ARGV: record, payload.
-_REQUEUE_LIST = """
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[2])
   return 1
 end
 return 0
@@ -115,9 +107,8 @@ class DeadLetters:
         self.kind = settings.queue_kind
         self.dedupe_window_seconds = dedupe_window_seconds
         self._add = client.register_script(_ADD)
-        self._bury_list = client.register_script(_BURY_LIST)
+        self._move_list = client.register_script(_MOVE_LIST)
         self._bury_stream = client.register_script(_BURY_STREAM)
-        self._requeue_list = client.register_script(_REQUEUE_LIST)
         self._requeue_stream = client.register_script(_REQUEUE_STREAM)
         self._annotate = client.register_script(_ANNOTATE)
 
@@ -162,7 +153,7 @@ class DeadLetters:
         if isinstance(queue, StreamQueue):
             moved = self._bury_stream(keys=[queue.key, self.key], args=[queue.group, entry.entry_id, _dumps(record)])
         else:
-            moved = self._bury_list(keys=[queue.processing, self.key], args=[entry.raw, _dumps(record)])
+            moved = self._move_list(keys=[queue.processing, self.key], args=[entry.raw, _dumps(record)])
         if moved:
             logger.warning("dead letter: request_id=%s stage=%s reason=%s", record["request_id"], stage, reason)
         return bool(moved)
@@ -232,7 +223,7 @@ class DeadLetters:
             if self.kind == "stream":
                 ok = self._requeue_stream(keys=[self.key, self.settings.queue], args=[ref, payload])
             else:
-                ok = self._requeue_list(keys=[self.key, self.settings.queue], args=[ref, payload])
+                ok = self._move_list(keys=[self.key, self.settings.queue], args=[ref, payload])
             if ok:
                 moved += 1
                 logger.info("requeued dead letter %s (request_id=%s)", record.get("dead_id"), rid)
