@@ -13,7 +13,7 @@ from imgtrans_pipeline.core.errors import EngineError, PipelineError
 from imgtrans_pipeline.core.types import TextRegion
 from imgtrans_pipeline.engines.ocr import OcrError, UnsupportedOcrLanguage, create_ocr_engine, plan_slices, run_ocr
 from imgtrans_pipeline.engines.ocr.blocks import filter_regions, group_blocks, join_lines
-from imgtrans_pipeline.engines.ocr.slicing import merge_slice_regions
+from imgtrans_pipeline.engines.ocr.slicing import merge_slice_regions, plan_passes, plan_segments, text_rows
 from tests.imagegen import character_error_rate, font, tall_image, text_image
 
 PRODUCT_LINES = ["全新升级 高清画质", "限时特价 买一送一", "天然棉麻面料 透气舒适"]
@@ -182,13 +182,22 @@ def test_merge_prefers_uncut_copy_and_drops_fragments():
     assert [r.text for r in merged] == ["完整一行"]
 
 
+def _busy_page(width: int, height: int) -> np.ndarray:
+    """A page that is "photo" from top to bottom (woven-fabric threads every 12 px): every row has sharp steps, so
+    no band is skipped and the page is read in the overlapping slices of ``plan_slices``."""
+    base = tall_image([], width=width, height=height).pixels.astype(np.int16)
+    threads = np.where(np.arange(width) % 12 < 2, -30, 0)[None, :, None]
+    return np.clip(base + threads, 0, 255).astype(np.uint8)
+
+
 @pytest.mark.slow
 def test_tall_image_lines_on_seams_found_exactly_once(ocr_engine):
     width, height, size = 790, 6000, 44
     spans = plan_slices(height, width)
     assert len(spans) >= 5
-    base = tall_image([], width=width, height=height)  # textured page background, no text
-    img = Image.fromarray(base.pixels)
+    busy = _busy_page(width, height)
+    assert plan_passes(busy) == [[span] for span in spans]  # no blank band: the seams below are real seams
+    img = Image.fromarray(busy)
     draw = ImageDraw.Draw(img)
     fnt = font(size)
     # Vertical centres: two lines on slice bottoms, two on slice tops, one mid-overlap, three away from seams.
@@ -241,6 +250,100 @@ def test_tall_image_small_text_is_read_at_full_resolution(ocr_engine):
         found = _match(result.regions, line.bbox)
         assert len(found) == 1
         assert character_error_rate(line.text, found[0].text) <= 0.05, (line.text, found[0].text)
+
+
+def test_text_rows_find_strokes_and_ignore_flat_texture():
+    page = tall_image([], width=400, height=600).pixels.copy()  # gradient + noise backdrop, no text
+    assert not text_rows(page).any()
+    img = Image.fromarray(page)
+    draw = ImageDraw.Draw(img)
+    draw.text((20, 100), "限时特价 买一送一", font=font(14), fill=(150, 150, 150))  # small and light grey
+    draw.text((20, 300), "全新升级", font=font(20), fill=(200, 90, 90))
+    rows = text_rows(np.asarray(img))
+    assert rows[100:120].sum() >= 8 and rows[300:325].sum() >= 12
+    assert not rows[:95].any() and not rows[130:295].any() and not rows[330:].any()
+    # Colour-only contrast (equal luminance, different channels) still counts: steps are per channel.
+    flat = np.full((40, 200, 3), (120, 120, 120), dtype=np.uint8)
+    flat[10:30, 50:150:6] = (150, 113, 110)
+    assert text_rows(flat)[10:30].all() and not text_rows(flat)[:10].any()
+    # A picture panel's sides are two edges per row, not text: its rows are skipped (as in samples/detail_page.png).
+    panel = np.full((300, 790, 3), 245, dtype=np.uint8)
+    panel[50:250, 120:670] = (40, 40, 50)
+    assert not text_rows(panel).any()
+
+
+def test_plan_segments_and_passes_geometry():
+    rows = np.zeros(6000, dtype=bool)
+    rows[10:40] = True  # near the top: padding stops at the page edge
+    rows[1000:1040] = True
+    rows[1080:1100] = True  # 40 rows below the previous run: the padded spans touch, one segment
+    rows[3000:3200] = True  # tall run: padded by half its height
+    rows[5990:] = True
+    assert plan_segments(rows) == [(0, 72), (968, 1132), (2900, 3300), (5958, 6000)]
+    assert plan_segments(np.zeros(100, dtype=bool)) == []
+
+    blank = np.full((6000, 790, 3), 240, dtype=np.uint8)
+    assert plan_passes(blank) == []
+    page = blank.copy()
+    for top in (100, 2000, 4000):
+        page[top : top + 30, 100:700:8] = 20  # three short text-like bands: packed into one pass
+    page[4500:, 100:700:8] = 20  # a 1500-row busy region: longer than a slice, so sliced with overlap
+    passes = plan_passes(page)
+    assert passes[0] == [(68, 162), (1968, 2062), (3968, 4062)]
+    sliced = [p[0] for p in passes[1:]]
+    assert all(len(p) == 1 for p in passes[1:])
+    assert sliced[0][0] == 4500 - 128 and sliced[-1][1] == 6000 and sliced[0][1] - sliced[0][0] == 1185
+    assert all(a1 - b0 >= 0.2 * 1185 for (_, a1), (b0, _) in itertools.pairwise(sliced))
+    assert plan_passes(page, skip_blank=False) == [[s] for s in plan_slices(6000, 790)]
+
+
+@pytest.mark.slow
+def test_tall_page_skips_blank_bands_and_keeps_small_text(ocr_engine):
+    """Lines of 14-60 px in several colours, two of them touching the page's top and bottom edges, on a flat
+    detail page: only the bands around them are read (one engine call instead of 7 slices) and every line is found
+    exactly once at its page position."""
+    width, height = 790, 6000
+    img = Image.fromarray(tall_image([], width=width, height=height, seed=3).pixels)
+    draw = ImageDraw.Draw(img)
+    spec = [  # text, font size, colour, top
+        ("全新升级 高清画质", 14, (40, 40, 40), 8),
+        ("限时特价 买一送一", 16, (25, 25, 30), 700),
+        ("天然棉麻面料 透气舒适", 18, (180, 30, 30), 1500),
+        ("正品保证 假一赔十", 20, (30, 60, 150), 1530),
+        ("七天无理由退换货", 14, (150, 150, 150), 2600),
+        ("加厚保暖 冬季必备", 60, (25, 25, 30), 3900),
+        ("买二件享八折优惠", 16, (25, 25, 30), 5978),
+    ]
+    boxes = []
+    for text, size, colour, top in spec:
+        draw.text((60, top), text, font=font(size), fill=colour)
+        boxes.append(draw.textbbox((60, top), text, font=font(size)))
+    pixels = np.asarray(img)
+    passes = plan_passes(pixels)
+    assert len(passes) == 1  # all bands fit one stacked image
+    covered = sum(y1 - y0 for y0, y1 in passes[0])
+    assert covered < height / 8
+    for box in boxes:  # every line lies whole inside a read span
+        assert any(y0 <= box[1] and box[3] <= y1 for y0, y1 in passes[0]), box
+
+    result = run_ocr(ocr_engine, pixels, "zh")
+    got = [(r.text, r.bbox()) for r in result.regions]
+    assert len(result.regions) == len(spec), got
+    for (text, *_), box in zip(spec, boxes, strict=True):
+        found = _match(result.regions, box)
+        assert len(found) == 1, (text, box, got)
+        assert character_error_rate(text, found[0].text) <= 0.05, (text, found[0].text)
+        rx0, ry0, _, ry1 = found[0].bbox()
+        assert abs(ry0 - box[1]) <= 8 and abs(ry1 - box[3]) <= 8 and abs(rx0 - box[0]) <= 8  # page coordinates
+        assert ry0 >= 0 and ry1 <= height
+
+
+@pytest.mark.slow
+def test_blank_tall_page_reads_nothing(ocr_engine):
+    gradient = np.linspace(250, 170, 6000, dtype=np.float32)[:, None, None]  # flat rows, darker downwards
+    page = np.broadcast_to(gradient, (6000, 790, 3)).astype(np.uint8)
+    result = run_ocr(ocr_engine, page, "zh")
+    assert result.regions == [] and result.slices == 0  # not one engine call
 
 
 # --- tesseract (Korean) --------------------------------------------------------------------------------------

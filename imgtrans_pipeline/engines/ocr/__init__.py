@@ -75,7 +75,8 @@ def run_ocr(
 ) -> OcrResult:
     """OCR an RGB uint8 image in source language ``lang`` (a canonical code or ``"auto"``).
 
-    Tall images (height / width > ``tall_ratio``) are read in overlapping slices. Lines scoring below
+    Tall images (height / width > ``tall_ratio``) are read band by band: only rows that can hold text, in
+    overlapping slices where a band is taller than a slice (``slicing``). Lines scoring below
     ``min_confidence`` are dropped (counted in ``dropped_low_confidence``); the rest are grouped into blocks.
     With ``lang == "auto"`` the language is guessed from the recognised text's script (``detected_lang``);
     engines whose models are per-language (tesseract) then re-read the image with the detected language.
