@@ -107,7 +107,7 @@ class Harness:
         r["renderer"].renderer()
         times["render_load_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        r["fetcher"]._downloader()
+        r["fetcher"].downloader()
         r["artifacts"].store()
         times["fetch_store_load_s"] = time.perf_counter() - start
         times["engines_ready_s"] = sum(v for k, v in times.items() if k.endswith("_load_s") or "first" in k)
@@ -179,6 +179,10 @@ def run_child(mode: str, manifest: Path, mode_dir: Path, out: Path, batch_size: 
     images, single_images, warm = workload["burst"], workload["single"], workload["warmup"][0]
     process_start = time.perf_counter()
     import_start = time.perf_counter()
+    if mode == "bare" and ocr_threads is None:
+        # The seeds' worker model at its best: a sequential loop has one request at a time, so its OCR engine
+        # gets every core (the project's default of one OCR thread per request assumes requests in parallel).
+        ocr_threads = os.cpu_count() or 1
     harness = Harness(mode_dir, ocr_threads=ocr_threads)
     import_s = time.perf_counter() - import_start
     load = harness.load_engines(warm)

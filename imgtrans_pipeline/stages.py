@@ -14,6 +14,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import PIPELINE_VERSION, __version__
+from .core.config import Settings
 from .core.errors import PipelineError
 from .core.languages import AUTO, needs_translation
 from .core.logs import log_event
@@ -99,16 +101,38 @@ def _timed(item: WorkItem, stage: str) -> Iterator[None]:
         item.timings[stage] = item.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
-def _each_ok(items: list[WorkItem], stage: str, work: Callable[[WorkItem], None]) -> None:
-    """Run ``work`` on every item still to be computed, recording failures per item."""
-    for item in items:
-        if not item.needs_work:
-            continue
+def default_item_threads() -> int:
+    """Requests a stage works on at once inside one batch: ``IMGTRANS_ITEM_THREADS``, default the CPU count
+    capped at 4 (see ``core.config``)."""
+    return Settings.from_env().item_threads
+
+
+def _each_ok(items: list[WorkItem], stage: str, work: Callable[[WorkItem], None], threads: int | None = None) -> None:
+    """Run ``work`` on every item still to be computed, recording failures per item.
+
+    Items run in up to ``threads`` threads. Why threads pay off: the heavy calls (onnxruntime, OpenCV,
+    CTranslate2, Pillow's encoders, file and network I/O) release the GIL, and two requests each on one engine
+    thread use two cores better than one request on two engine threads (measured: 1.43x the sequential loop's
+    throughput on 2 cores, see README "Performance"). Engines are shared between the threads; each is
+    thread-safe or locks what is not (documented on the engine).
+    """
+    todo = [item for item in items if item.needs_work]
+    threads = default_item_threads() if threads is None else threads
+
+    def one(item: WorkItem) -> None:
         with _timed(item, stage):
             try:
                 work(item)
             except Exception as error:
                 item.fail(error, stage)
+
+    if threads <= 1 or len(todo) <= 1:
+        for item in todo:
+            one(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(todo)), thread_name_prefix=f"imgtrans-{stage}") as pool:
+        # list() re-raises nothing: ``one`` records every exception on its item.
+        list(pool.map(one, todo))
 
 
 # --- stages ---------------------------------------------------------------------------------------------------
@@ -124,7 +148,7 @@ def check_languages(items: list[WorkItem], supports: Callable[[str, str], None])
         if item.request.source_lang != AUTO:
             supports(item.request.source_lang, item.request.target_lang)
 
-    _each_ok(items, "request", check)
+    _each_ok(items, "request", check, threads=1)
 
 
 def fetch_stage(items: list[WorkItem], fetch_images: Callable[[list[str]], list[Any]], store: ArtifactStore) -> None:
@@ -222,7 +246,8 @@ def record_results(items: list[WorkItem], store: ArtifactStore, variant: str) ->
             logger.warning("could not record dedupe entry for %s: %s", item.request_id, error)
 
 
-def ocr_stage(items: list[WorkItem], recognize: Callable[[np.ndarray, str], OcrResult], store: ArtifactStore) -> None:
+def ocr_stage(items: list[WorkItem], recognize: Callable[[np.ndarray, str], OcrResult], store: ArtifactStore,
+              threads: int | None = None) -> None:
     """OCR each image (tall images are sliced inside ``recognize``); store ``ocr.json``."""
 
     def work(item: WorkItem) -> None:
@@ -240,13 +265,14 @@ def ocr_stage(items: list[WorkItem], recognize: Callable[[np.ndarray, str], OcrR
                   blocks=len(result.blocks), kept=len(result.kept_blocks), dropped=result.dropped_low_confidence,
                   lang=item.source_lang)
 
-    _each_ok(items, "ocr", work)
+    _each_ok(items, "ocr", work, threads)
 
 
 def translate_stage(
     items: list[WorkItem],
     translate: Callable[[list[str], str, str, dict[str, str]], TranslationResult],
     store: ArtifactStore,
+    threads: int | None = None,
 ) -> None:
     """Translate all of one image's text blocks in one batched call; store ``translation.json``."""
 
@@ -265,7 +291,7 @@ def translate_stage(
         log_event(logger, logging.INFO, "translate.done", request_id=item.request_id, texts=len(texts),
                   cache_hits=result.cache_hits, pair=f"{item.source_lang}->{target}")
 
-    _each_ok(items, "translate", work)
+    _each_ok(items, "translate", work, threads)
 
 
 def inpaint_stage(
@@ -274,6 +300,7 @@ def inpaint_stage(
     engine_name: str,
     store: ArtifactStore,
     encode_png: Callable[[np.ndarray], bytes],
+    threads: int | None = None,
 ) -> None:
     """Erase the OCR'd text: mask from the (dilated) polygons, then the inpainting engine; store both images."""
 
@@ -288,7 +315,7 @@ def inpaint_stage(
         item.artifacts["mask.png"] = store.put(item.request_id, "mask.png", encode_png(mask), "image/png")
         item.artifacts["inpainted.png"] = store.put(item.request_id, "inpainted.png", encode_png(erased), "image/png")
 
-    _each_ok(items, "inpaint", work)
+    _each_ok(items, "inpaint", work, threads)
 
 
 def merge_branches(
@@ -314,6 +341,7 @@ def render_stage(
     items: list[WorkItem],
     render: Callable[..., RenderedImage],
     store: ArtifactStore,
+    threads: int | None = None,
 ) -> None:
     """Draw each translation into its block; store ``result.<ext>``."""
 
@@ -335,7 +363,7 @@ def render_stage(
         item.result_uri = store.put(item.request_id, name, rendered.encoded, RESULT_CONTENT_TYPES[rendered.format])
         item.artifacts[name] = item.result_uri
 
-    _each_ok(items, "render", work)
+    _each_ok(items, "render", work, threads)
 
 
 def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any]:

@@ -71,3 +71,15 @@ class GpuMemoryGuard:
                                   f"(needs {needed // 2**20} MiB)", stage="gpu", transient=True)
             logger.info("gpu.memory.wait what=%s free_mib=%d needed_mib=%d", what, free // 2**20, needed // 2**20)
             time.sleep(self.poll_s)
+
+
+def runs_on_gpu(engine: object) -> bool:
+    """Whether an engine computes on a GPU (RapidOCR's ``use_cuda``, or a torch/CTranslate2/Paddle ``device``).
+
+    A GPU engine gets one request at a time: parallel requests would only queue on the device and multiply its
+    memory use, while on CPU they use the cores an engine alone leaves idle.
+    """
+    if getattr(engine, "use_cuda", False):
+        return True
+    device = str(getattr(engine, "device", "cpu")).lower()
+    return device.startswith(("cuda", "gpu"))

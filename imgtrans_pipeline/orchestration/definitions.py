@@ -36,7 +36,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             concurrency=settings.download_concurrency,
         ),
         "ocr_engine": OcrResource(engine=settings.ocr_engine, min_confidence=settings.min_confidence,
-                                  models_dir=settings.models_dir),
+                                  threads=settings.ocr_threads, models_dir=settings.models_dir),
         "translator": TranslatorResource(
             engine=settings.translate_engine,
             models_dir=settings.models_dir,

@@ -154,7 +154,7 @@ def ocr(context: OpExecutionContext, items: list[WorkItem], ocr_engine: OcrResou
     """Find and read the text lines (tall images in overlapping slices), grouped into blocks."""
     items = copy_items(items)
     gpu.wait_for_memory("ocr")
-    stages.ocr_stage(items, ocr_engine.recognize, artifacts.store())
+    stages.ocr_stage(items, ocr_engine.recognize, artifacts.store(), threads=ocr_engine.item_threads())
     retry_transient(context, items, "ocr")
     for item in items:
         if item.ok and item.ocr is not None:
@@ -190,7 +190,8 @@ def inpaint(context: OpExecutionContext, items: list[WorkItem], inpainting: Inpa
     with permanent_errors_fail_once():
         engine = inpainting.inpainter()
     gpu.wait_for_memory("inpaint")
-    stages.inpaint_stage(items, engine.inpaint, engine.name, artifacts.store(), renderer.encode_png)
+    stages.inpaint_stage(items, engine.inpaint, engine.name, artifacts.store(), renderer.encode_png,
+                         threads=inpainting.item_threads())
     retry_transient(context, items, "inpaint")
     for item in items:
         if item.ok and item.inpainted is not None:

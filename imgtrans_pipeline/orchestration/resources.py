@@ -20,6 +20,7 @@ from dagster import ConfigurableResource
 from ..core.errors import EngineError, UnsupportedLanguagePair
 from ..core.types import OcrResult, RenderedImage, SourceImage, TranslationResult
 from ..engines.fetch import Downloader, FetchSettings
+from ..engines.gpu import runs_on_gpu
 from ..engines.inpaint import create_inpainter
 from ..engines.ocr import create_ocr_engine, run_ocr
 from ..engines.render import TextRenderer, encode_image
@@ -58,7 +59,7 @@ class FetchResource(ConfigurableResource):
     timeout_s: float = 30.0
     s3_endpoint_url: str = ""
 
-    def _downloader(self) -> Downloader:
+    def downloader(self) -> Downloader:
         settings = FetchSettings(
             allow_private=self.allow_private_urls,
             max_bytes=self.max_bytes,
@@ -72,7 +73,7 @@ class FetchResource(ConfigurableResource):
         return process_cached(("fetch", repr(settings)), lambda: Downloader(settings))
 
     def fetch_images(self, urls: list[str]) -> list[SourceImage | Exception]:
-        return self._downloader().fetch_images(urls)
+        return self.downloader().fetch_images(urls)
 
 
 class OcrResource(ConfigurableResource):
@@ -82,7 +83,9 @@ class OcrResource(ConfigurableResource):
     fallback_engine: str = "tesseract"  # the only offline engine for Korean source text
     min_confidence: float = 0.6
     tall_ratio: float = 3.0
-    threads: int = 2
+    # onnxruntime threads per OCR call; requests of a batch are also OCR'd in parallel (IMGTRANS_ITEM_THREADS),
+    # so the default is cores / item threads (IMGTRANS_OCR_THREADS, core.config).
+    threads: int = 1
     models_dir: str = "models"
 
     def _engine(self, name: str) -> Any:
@@ -113,6 +116,10 @@ class OcrResource(ConfigurableResource):
 
     def versions(self) -> dict[str, str]:
         return {"ocr": self._engine(self.engine).version()}
+
+    def item_threads(self) -> int | None:
+        """Requests OCR'd at once: one on a GPU, else the stage default (``IMGTRANS_ITEM_THREADS``)."""
+        return 1 if runs_on_gpu(self._engine(self.engine)) else None
 
 
 class TranslatorResource(ConfigurableResource):
@@ -174,6 +181,10 @@ class InpaintResource(ConfigurableResource):
     engine: str = "opencv"
     model_path: str = ""  # LaMa TorchScript file; empty = models/inpaint/big-lama.pt
     device: str = "auto"
+
+    def item_threads(self) -> int | None:
+        """Requests inpainted at once: one on a GPU, else the stage default (``IMGTRANS_ITEM_THREADS``)."""
+        return 1 if runs_on_gpu(self.inpainter()) else None
 
     def inpainter(self) -> Any:
         options: dict[str, Any] = {}
