@@ -10,7 +10,7 @@ from dagster import Definitions
 
 from ..core.config import Settings
 from .assets import TRANSLATION_ASSETS, translate_stored_images
-from .io_managers import TranslationItemsIOManager
+from .io_managers import TranslationItemsIOManager, work_items_io_manager
 from .jobs import translate_images
 from .resources import (
     ArtifactStoreResource,
@@ -50,6 +50,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "renderer": RenderResource(fonts_dir=settings.fonts_dir),
         "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
         "translation_items": TranslationItemsIOManager(),
+        "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=settings.batch_size, max_in_flight=settings.max_in_flight,
                                  allow_private_callbacks=settings.allow_private_urls),
     }
