@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -168,6 +169,34 @@ def test_claim_is_fifo_and_respects_the_limit(queue: RequestQueue) -> None:
     assert ids(queue.claim(10)) == ["r2", "r3", "r4"]
     assert queue.claim(3) == [] and queue.claim(0) == []
     assert (queue.depth(), queue.in_processing()) == (0, 5)
+
+
+def test_blocking_claim_takes_a_request_the_moment_it_arrives(queue: RequestQueue) -> None:
+    """The sensor's long poll: nothing waiting, a producer pushes during the wait, the claim returns it (and the
+    two pushed right behind it, within the linger) without waiting out its timeout."""
+
+    def produce() -> None:
+        time.sleep(0.3)
+        for i in range(3):
+            queue.push(raw(i))
+
+    producer = threading.Thread(target=produce)
+    started = time.monotonic()
+    producer.start()
+    claimed = queue.claim(10, wait_s=3.0, linger_s=0.3)
+    returned_after = time.monotonic() - started
+    producer.join()
+    assert ids(claimed) == ["r0", "r1", "r2"]
+    assert returned_after < 3.0  # it returned on arrival, not on timeout
+    assert (queue.depth(), queue.in_processing()) == (0, 3)  # claimed as atomically as a plain claim
+
+
+def test_blocking_claim_on_an_idle_queue_returns_nothing_after_its_wait(queue: RequestQueue) -> None:
+    started = time.monotonic()
+    assert queue.claim(5, wait_s=0.5) == []
+    assert time.monotonic() - started >= 0.45
+    queue.push(raw(7))
+    assert ids(queue.claim(1, wait_s=5.0)) == ["r7"]  # something waiting: no blocking at all
 
 
 def test_pending_lists_claimed_entries_until_acked(queue: RequestQueue) -> None:

@@ -7,6 +7,8 @@ can stop "the daemon" between any two steps. The daemon itself is exercised in t
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -30,7 +32,8 @@ def instance() -> DagsterInstance:
 
 @pytest.fixture(params=["list", "stream"])
 def intake(request, redis_server, redis_client) -> IntakeResource:
-    return IntakeResource(redis_url=redis_server.url, queue_kind=request.param, batch_size=2, max_in_flight=64)
+    return IntakeResource(redis_url=redis_server.url, queue_kind=request.param, batch_size=2, max_in_flight=64,
+                          claim_wait_seconds=0)
 
 
 def push(intake: IntakeResource, request_id: str, **fields: Any) -> None:
@@ -144,8 +147,24 @@ def test_forced_request_reruns_a_succeeded_one(instance, intake):
     assert [r.run_key for r in tick(instance, intake).run_requests] == ["r1#2"]
 
 
+def test_idle_tick_long_polls_and_launches_a_request_pushed_during_it(instance, redis_server, redis_client):
+    """A lone request is claimed while the tick waits, not at the next tick (which starts >= 5 s later)."""
+    intake = IntakeResource(redis_url=redis_server.url, batch_size=8, claim_wait_seconds=3, linger_seconds=0.1)
+    pusher = threading.Timer(0.5, lambda: push(intake, "lone"))
+    pusher.start()
+    started = time.monotonic()
+    result = tick(instance, intake)
+    pusher.join()
+    assert request_ids(result) == [["lone"]]
+    assert time.monotonic() - started < 3.0
+    assert intake.status().get("lone")["state"] == "queued"
+    assert intake.claim_wait() == 3.0
+    # The wait stays under the Redis socket timeout (5 s), whatever is configured.
+    assert IntakeResource(redis_url=redis_server.url, claim_wait_seconds=30).claim_wait() == 4.5
+
+
 def test_backpressure_holds_the_in_flight_limit(instance, redis_server, redis_client):
-    intake = IntakeResource(redis_url=redis_server.url, batch_size=8, max_in_flight=3)
+    intake = IntakeResource(redis_url=redis_server.url, batch_size=8, max_in_flight=3, claim_wait_seconds=0)
     for i in range(10):
         push(intake, f"b{i}")
     first = tick(instance, intake)

@@ -59,6 +59,7 @@ class Settings:
     item_threads: int = 2
     ocr_threads: int = 1
     max_in_flight: int = 64
+    claim_wait_seconds: float = 4.5
     fonts_dir: str = ""
     glossary_file: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -91,6 +92,7 @@ class Settings:
             item_threads=item_threads,
             ocr_threads=max(1, int(_env("IMGTRANS_OCR_THREADS", str(max(1, cores // item_threads))))),
             max_in_flight=int(_env("IMGTRANS_MAX_IN_FLIGHT", "64")),
+            claim_wait_seconds=float(_env("IMGTRANS_CLAIM_WAIT_SECONDS", "4.5")),
             fonts_dir=_env("IMGTRANS_FONTS_DIR", str(Path(models_dir) / "fonts")),
             glossary_file=_env("IMGTRANS_GLOSSARY", ""),
         )

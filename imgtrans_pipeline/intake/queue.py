@@ -16,6 +16,9 @@ Two layouts, chosen by ``IMGTRANS_QUEUE_KIND``:
   in the group's pending entries list (PEL) until ``XACK``; acked entries are also ``XDEL``eted so the stream
   only ever holds work not yet done.
 
+Both can claim *blocking* (``BLMOVE`` / ``XREADGROUP BLOCK``): the sensor's idle ticks long-poll, so a request is
+claimed the moment it arrives instead of at the next tick; the entry moves server side exactly as in a plain claim.
+
 Priority is carried in the request but does **not** reorder the queue in v1: both layouts are strictly FIFO.
 (A priority queue would need one key per level or a sorted set, and starvation rules; not needed yet.)
 """
@@ -25,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -98,8 +102,12 @@ class RequestQueue(Protocol):
         """Enqueue one message the way a producer would; returns its entry id."""
         ...
 
-    def claim(self, limit: int) -> list[ClaimedEntry]:
-        """Claim up to ``limit`` new entries, oldest first. They stay pending until :meth:`ack`."""
+    def claim(self, limit: int, wait_s: float = 0.0, linger_s: float = 0.0) -> list[ClaimedEntry]:
+        """Claim up to ``limit`` new entries, oldest first. They stay pending until :meth:`ack`.
+
+        With ``wait_s`` > 0 and nothing waiting, block up to that long for the first entry (server side, so it
+        is claimed the instant it arrives), then wait ``linger_s`` for the ones right behind it and claim those.
+        """
         ...
 
     def pending(self) -> list[ClaimedEntry]:
@@ -139,10 +147,18 @@ class ListQueue:
         self.client.lpush(self.key, raw)
         return self.entry_id(raw)
 
-    def claim(self, limit: int) -> list[ClaimedEntry]:
+    def claim(self, limit: int, wait_s: float = 0.0, linger_s: float = 0.0) -> list[ClaimedEntry]:
         if limit <= 0:
             return []
-        raws = self._claim(keys=[self.key, self.processing], args=[int(limit)])
+        raws = list(self._claim(keys=[self.key, self.processing], args=[int(limit)]))
+        if not raws and wait_s > 0:
+            # BLMOVE claims as atomically as the script: an entry is in the processing list or still queued.
+            first = self.client.blmove(self.key, self.processing, wait_s, "RIGHT", "LEFT")
+            if first is not None:
+                raws.append(first)
+                if limit > 1:
+                    time.sleep(linger_s)
+                    raws.extend(self._claim(keys=[self.key, self.processing], args=[int(limit) - 1]))
         return [make_entry(self.entry_id(raw), raw) for raw in raws]
 
     def pending(self) -> list[ClaimedEntry]:
@@ -209,23 +225,31 @@ class StreamQueue:
             return make_entry(entry_id, raw, f"stream entry has no '{self.payload_field}' field (fields: {names})")
         return make_entry(entry_id, fields[self.payload_field])
 
-    def claim(self, limit: int) -> list[ClaimedEntry]:
+    def claim(self, limit: int, wait_s: float = 0.0, linger_s: float = 0.0) -> list[ClaimedEntry]:
         if limit <= 0:
             return []
         if not self._group_ready:
             self.ensure_group()
+        reply = self._read_or_recreate(limit)
+        if not reply and wait_s > 0:
+            reply = self._read_or_recreate(limit, block_ms=max(1, int(wait_s * 1000)))
+            if reply and len(reply) < limit:
+                time.sleep(linger_s)
+                reply += self._read_or_recreate(limit - len(reply))
+        return [self._entry(entry_id, fields) for entry_id, fields in reply]
+
+    def _read_or_recreate(self, limit: int, block_ms: int | None = None) -> list[tuple[str, dict[str, str] | None]]:
         try:
-            reply = self._read(limit)
+            return self._read(limit, block_ms)
         except redis.ResponseError as exc:
             if not _is_error(exc, "NOGROUP"):
                 raise
             self.ensure_group()  # the stream (and its group) was deleted since: start over
-            reply = self._read(limit)
-        return [self._entry(entry_id, fields) for entry_id, fields in reply]
+            return self._read(limit, block_ms)
 
-    def _read(self, limit: int) -> list[tuple[str, dict[str, str] | None]]:
-        # No BLOCK: a sensor tick must return promptly whether or not anything is waiting.
-        reply: Any = self.client.xreadgroup(self.group, self.consumer, {self.key: ">"}, count=int(limit))
+    def _read(self, limit: int, block_ms: int | None = None) -> list[tuple[str, dict[str, str] | None]]:
+        reply: Any = self.client.xreadgroup(self.group, self.consumer, {self.key: ">"}, count=int(limit),
+                                            block=block_ms)
         if not reply:
             return []
         if isinstance(reply, dict):  # RESP3

@@ -52,6 +52,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "translation_items": TranslationItemsIOManager(),
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=settings.batch_size, max_in_flight=settings.max_in_flight,
+                                 claim_wait_seconds=settings.claim_wait_seconds,
                                  allow_private_callbacks=settings.allow_private_urls),
     }
 

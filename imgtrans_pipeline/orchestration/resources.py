@@ -244,6 +244,12 @@ class IntakeResource(ConfigurableResource):
     batch_size: int = 8  # requests per run: amortises run start-up and model loading (see benchmarks/)
     max_in_flight: int = 64  # backpressure: requests in queued + running runs before the sensor stops claiming
     max_claim_per_tick: int = 256
+    # Long poll: an idle tick blocks this long in Redis for the first request instead of returning at once, so a
+    # request is claimed the moment it arrives rather than at the next tick (ticks start at most every 5 s).
+    # Kept under the Redis socket timeout; 0 turns it off.
+    claim_wait_seconds: float = 4.5
+    # After the first request of a quiet period, wait this long for the ones right behind it (one run, not many).
+    linger_seconds: float = 0.2
     allow_private_callbacks: bool = False
 
     @staticmethod
@@ -260,6 +266,15 @@ class IntakeResource(ConfigurableResource):
         overrides = {"redis_url": self.redis_url, "queue": self.queue_key, "queue_kind": self.queue_kind,
                      "results": self.results_key, "dead": self.dead_key}
         return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v})
+
+    def claim_wait(self) -> float:
+        """Seconds an idle tick blocks for the first request: ``claim_wait_seconds``, kept 0.5 s under the Redis
+        socket timeout so the blocking call never times out client-side.
+
+        Why 4.5 s by default: the daemon starts its sensor loop at most every 5 s and sleeps only for what is left
+        of those 5 s after the ticks, so an idle tick that blocks ~4.5 s leaves the queue unwatched for well under
+        a second per cycle."""
+        return max(0.0, min(self.claim_wait_seconds, self.settings().socket_timeout - 0.5))
 
     def client(self) -> Any:
         settings = self.settings()
