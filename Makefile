@@ -12,7 +12,7 @@ TEST_EXTRAS := test,lama,celery
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export IMGTRANS_HOME := $(CURDIR)
 
-.PHONY: setup demo test dev lint clean system-packages models paddle
+.PHONY: setup demo test dev serve lint clean system-packages models paddle
 
 setup: system-packages $(VENV)/.installed-base models $(DAGSTER_HOME)/dagster.yaml
 
@@ -72,8 +72,25 @@ test: setup $(VENV)/.installed-test $(VENV)/.installed-paddle
 dev: setup
 	$(BIN)/dagster dev -w workspace.yaml
 
+# Production intake on one host (README "Redis intake"): `imgtrans serve` = code server + daemon + webserver +
+# RUN_WORKERS warm run workers (dagster.workers.yaml: runs execute on long-lived Celery pool processes that keep the
+# models loaded, over the intake's Redis). Needs IMGTRANS_REDIS_URL. Own Dagster home: `make dev` stays as it is.
+SERVE_HOME := $(CURDIR)/.dagster_serve
+RUN_WORKERS ?= 2
+serve: setup $(VENV)/.installed-serve $(SERVE_HOME)/dagster.yaml
+	DAGSTER_HOME=$(SERVE_HOME) $(BIN)/imgtrans serve --run-workers $(RUN_WORKERS)
+
+$(VENV)/.installed-serve: $(VENV)/.installed-base setup.py pyproject.toml
+	$(PIP) install -e ".[celery]"
+	@touch $@
+
+$(SERVE_HOME)/dagster.yaml: dagster.workers.yaml
+	@mkdir -p $(SERVE_HOME)/.nux
+	@ln -sf ../dagster.workers.yaml $@
+	@echo "seen: 1" > $(SERVE_HOME)/.nux/nux.yaml
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf out artifacts .dagster_home .pytest_cache
+	rm -rf out artifacts .dagster_home .dagster_serve .pytest_cache

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from .core.logs import JsonFormatter
 from .monitoring.cli import add_status_commands
+from .scaleout.serve import add_serve_command
 
 logger = logging.getLogger("imgtrans")
 
@@ -265,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     rq.add_argument("--limit", type=int, help="at most this many")
     rq.set_defaults(func=_cmd_requeue)
     add_status_commands(sub)  # status, metrics-server
+    add_serve_command(sub)
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
     return int(args.func(args))

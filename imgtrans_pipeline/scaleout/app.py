@@ -176,6 +176,9 @@ def preload_engines() -> list[str]:
     resources["inpainting"].inpainter()
     resources["renderer"].renderer()
     resources["artifacts"].store()
+    resources["fetcher"].downloader()
+    if resources["intake"].configured():
+        resources["intake"].client()
     return _engine_names(cached_engine_keys() - before)
 
 

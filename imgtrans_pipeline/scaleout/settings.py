@@ -62,6 +62,9 @@ def celery_settings() -> dict[str, Any]:
       monitoring marks it failed and ``run_retries`` (when enabled) starts a new run — never two copies of one.
     * ``worker_prefetch_multiplier`` 1: a busy worker does not hoard queued runs an idle worker could take.
     * ``broker_connection_retry_on_startup``: workers started before Redis keep retrying instead of exiting.
+    * ``worker_max_memory_per_child`` (``IMGTRANS_WORKER_MAX_MEMORY_MIB``, default 1400): a pool process whose
+      resident memory passed this after a run is replaced by a fresh one (which loads the models again), so a
+      long-lived worker cannot creep past the 1.5 GiB budget of a run process however many runs it serves.
     """
     return {
         "result_extended": True,
@@ -69,4 +72,9 @@ def celery_settings() -> dict[str, Any]:
         "task_acks_late": False,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
+        "worker_max_memory_per_child": worker_max_memory_mib() * 1024,  # Celery counts KiB
     }
+
+
+def worker_max_memory_mib() -> int:
+    return int(_env("IMGTRANS_WORKER_MAX_MEMORY_MIB") or 1400)

@@ -1,0 +1,198 @@
+"""``imgtrans serve``: the production intake on one host, as one command.
+
+It starts the standard processes and nothing home-made in between:
+
+1. a **code server** (``dagster code-server start``) that serves the definitions for as long as it lives. Why not
+   let the daemon manage one: the daemon reloads its workspace every 60 s and each reload starts a new managed code
+   server (measured: a new ``dagster api grpc`` process a minute, ~3-4 CPU-s each to import the pipeline, and a
+   sensor tick in flight on the old one is cut off). Daemon and webserver reach this one through a ``grpc_server``
+   workspace entry, and a reload only re-reads its snapshot;
+2. the **run workers**: one Celery worker (``dagster-celery worker start``) with ``--run-workers`` pool processes
+   that keep the engines loaded across runs (``dagster.workers.yaml`` sends every run to them);
+3. ``dagster-daemon run`` (the Redis sensors, the run queue, run monitoring and retries);
+4. ``dagster-webserver`` (unless ``--no-webserver``).
+
+Threads are split so that workers x requests in parallel x OCR threads is about the number of cores (two requests
+on one OCR thread each beat one request on two threads, README "Performance"). On a host without a GPU, the ``gpu``
+pool gets one slot per run worker: there is no device to protect, and one slot would make the workers take turns
+for OCR and inpainting. With a GPU it stays at one (or ``--gpu-slots``).
+
+If any process exits, the others are stopped and the command fails; SIGINT/SIGTERM stop all of them gracefully (a
+Celery worker finishes the run it is executing first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOCATION = "imgtrans_pipeline"
+DEFINITIONS_MODULE = "imgtrans_pipeline.orchestration.definitions"
+WORKERS_INSTANCE_YAML = "dagster.workers.yaml"
+
+
+@dataclass(frozen=True)
+class ServePlan:
+    """What ``serve`` starts: process command lines, their environment and the thread split."""
+
+    home: Path
+    workspace: Path
+    env: dict[str, str]
+    commands: dict[str, list[str]] = field(default_factory=dict)
+    gpu_slots: int = 1
+
+
+def thread_split(cores: int, run_workers: int) -> tuple[int, int]:
+    """(requests in parallel per run, OCR threads per request) for ``run_workers`` on ``cores`` cores."""
+    item_threads = max(1, cores // max(1, run_workers))
+    ocr_threads = max(1, cores // (max(1, run_workers) * item_threads))
+    return item_threads, ocr_threads
+
+
+def has_gpu() -> bool:
+    return shutil.which("nvidia-smi") is not None
+
+
+def workspace_yaml(code_port: int) -> str:
+    return ("# Written by `imgtrans serve`: daemon and webserver load the definitions from its code server.\n"
+            "load_from:\n"
+            "  - grpc_server:\n"
+            "      host: 127.0.0.1\n"
+            f"      port: {code_port}\n"
+            f"      location_name: {LOCATION}\n")
+
+
+def plan(*, home: Path, run_workers: int, code_port: int, web_port: int | None, queues: str,
+         gpu_slots: int | None = None, cores: int | None = None) -> ServePlan:
+    bin_dir = Path(sys.executable).parent
+    cores = cores or os.cpu_count() or 1
+    item_threads, ocr_threads = thread_split(cores, run_workers)
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(home)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"  # dagster-celery runs `celery` from PATH
+    env.setdefault("IMGTRANS_CELERY_PRELOAD", "1")  # pool processes load the engines when they start
+    env.setdefault("IMGTRANS_ITEM_THREADS", str(item_threads))
+    env.setdefault("IMGTRANS_OCR_THREADS", str(ocr_threads))
+    workspace = home / "workspace.serve.yaml"
+    commands = {
+        "code-server": [str(bin_dir / "dagster"), "code-server", "start", "-m", DEFINITIONS_MODULE, "-a", "defs",
+                        "-h", "127.0.0.1", "-p", str(code_port), "--location-name", LOCATION],
+        "run-workers": [str(bin_dir / "dagster-celery"), "worker", "start", "-A", "imgtrans_pipeline.scaleout.app",
+                        "-n", "run-workers", "-q", queues, "--", "--concurrency", str(run_workers),
+                        "--loglevel", "WARNING"],
+        "daemon": [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
+    }
+    if web_port is not None:
+        commands["webserver"] = [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", "127.0.0.1",
+                                 "-p", str(web_port)]
+    slots = gpu_slots if gpu_slots is not None else (1 if has_gpu() else run_workers)
+    return ServePlan(home=home, workspace=workspace, env=env, commands=commands, gpu_slots=slots)
+
+
+def _wait_for_code_server(port: int, env: dict[str, str], proc: subprocess.Popen[bytes], timeout: float) -> None:
+    bin_dir = Path(sys.executable).parent
+    deadline = time.monotonic() + timeout
+    while True:
+        check = subprocess.run([str(bin_dir / "dagster"), "api", "grpc-health-check", "-p", str(port)], env=env,
+                               capture_output=True)
+        if check.returncode == 0:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"the code server exited with {proc.returncode} before serving")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the code server did not answer on port {port} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def _stop_all(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+    """SIGTERM every process group (warm shutdown for Celery), then SIGKILL what is still alive."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop in %.0f s: killing it", name, timeout)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None) -> int:
+    """Start everything in ``serve_plan`` and supervise it until a signal or a process exits."""
+    if not (serve_plan.home / "dagster.yaml").exists():
+        raise SystemExit(f"{serve_plan.home}/dagster.yaml is missing: link {WORKERS_INSTANCE_YAML} there "
+                         "(`make serve` does)")
+    if not serve_plan.env.get("IMGTRANS_REDIS_URL"):
+        raise SystemExit("set IMGTRANS_REDIS_URL: the Redis the requests arrive on (also the workers' broker)")
+    serve_plan.workspace.write_text(workspace_yaml(code_port), encoding="utf-8")
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "dagster"), "instance", "concurrency", "set", "gpu", str(serve_plan.gpu_slots)],
+                   env=serve_plan.env, check=True, capture_output=True)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = {"signal": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for name, command in serve_plan.commands.items():
+            out = (log_dir / f"{name}.log").open("ab") if log_dir else None
+            procs[name] = subprocess.Popen(command, env=serve_plan.env, stdout=out, stderr=subprocess.STDOUT
+                                           if out else None, start_new_session=True)
+            logger.info("started %s (pid %d)", name, procs[name].pid)
+            if name == "code-server":
+                _wait_for_code_server(code_port, serve_plan.env, procs[name], timeout=180)
+        print(f"imgtrans serve: {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}; "
+              f"gpu pool slots {serve_plan.gpu_slots}; Ctrl-C stops all", flush=True)
+        while not stopping["signal"]:
+            exited = {name: proc.returncode for name, proc in procs.items() if proc.poll() is not None}
+            if exited:
+                logger.error("stopping everything: %s exited", exited)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        _stop_all(procs)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def add_serve_command(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sv = subparsers.add_parser("serve", help="production intake on one host: code server, daemon, webserver and "
+                                             "warm run workers (needs IMGTRANS_REDIS_URL and the celery extra)")
+    sv.add_argument("--run-workers", type=int, default=2, help="warm run worker processes (default 2)")
+    sv.add_argument("--port", type=int, default=3000, help="webserver port (default 3000)")
+    sv.add_argument("--no-webserver", action="store_true", help="intake only: no UI")
+    sv.add_argument("--code-port", type=int, default=4266, help="code server port (default 4266)")
+    sv.add_argument("--queues", default="dagster", help="Celery queues the workers take runs from (e.g. gpu,dagster)")
+    sv.add_argument("--gpu-slots", type=int, default=None,
+                    help="slots of the gpu pool (default: 1 with a GPU, else one per run worker)")
+    sv.add_argument("--log-dir", help="write each process's output to <name>.log here")
+    sv.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_serve").resolve()
+    serve_plan = plan(home=home, run_workers=args.run_workers, code_port=args.code_port,
+                      web_port=None if args.no_webserver else args.port, queues=args.queues,
+                      gpu_slots=args.gpu_slots)
+    log_dir = Path(args.log_dir) if args.log_dir else None
+    if log_dir:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    return serve(serve_plan, code_port=args.code_port, log_dir=log_dir)
