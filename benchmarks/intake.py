@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -113,15 +114,22 @@ def _runs_summary(home: Path, env: dict[str, str]) -> dict[str, Any]:
 
 def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: WorkloadImage, mode_dir: Path,
                batch_size: int, *, per_image_timeout: float = 30.0, instance_yaml: Path | None = None,
-               workspace: Path | None = None) -> dict[str, Any]:
-    """Run the intake mode; returns the same record layout as the in-process children."""
+               workspace: Path | None = None, workers: int = 0) -> dict[str, Any]:
+    """Run the intake mode; returns the same record layout as the in-process children.
+
+    ``workers`` > 0: the production setup, ``imgtrans serve --run-workers N`` (code server, daemon and N warm
+    Celery run workers on ``dagster.workers.yaml``); 0: ``dagster-daemon`` alone on ``dagster.yaml`` (one new
+    process per run).
+    """
     import redis
 
     mode_dir.mkdir(parents=True, exist_ok=True)
     artifacts = mode_dir / "artifacts"
     home = mode_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(instance_yaml or PROJECT / "dagster.yaml", home / "dagster.yaml")
+    default_yaml = PROJECT / ("dagster.workers.yaml" if workers else "dagster.yaml")
+    instance_yaml = instance_yaml or default_yaml
+    shutil.copyfile(instance_yaml, home / "dagster.yaml")
     port = free_port()
     redis_proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -133,13 +141,18 @@ def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: 
         "IMGTRANS_TRANSLATION_CACHE": str(mode_dir / "translation-cache.sqlite"),
         "IMGTRANS_BATCH_SIZE": str(batch_size),
     }
+    if workers:
+        env["IMGTRANS_CELERY_BROKER"] = f"redis://127.0.0.1:{port}/1"  # the broker's keys apart from the intake's
     daemon: subprocess.Popen[bytes] | None = None
     collector: ResultCollector | None = None
     monitor: TreeMonitor | None = None
+    variant = "+".join(p.stem.split(".", 1)[-1] for p in (instance_yaml, workspace)
+                       if p is not None and p != default_yaml)
+    if workers:
+        variant = "+".join(filter(None, [f"{workers}w", variant]))
     result: dict[str, Any] = {"mode": "intake", "batch_size": batch_size, "images": len(images), "env": env,
-                              "instance_yaml": str(instance_yaml or PROJECT / "dagster.yaml"),
-                              "workspace": str(workspace or PROJECT / "workspace.yaml"),
-                              "variant": "+".join(p.stem.split(".", 1)[-1] for p in (instance_yaml, workspace) if p)}
+                              "instance_yaml": str(instance_yaml), "run_workers": workers,
+                              "workspace": str(workspace or PROJECT / "workspace.yaml"), "variant": variant}
     try:
         client = redis.Redis(host="127.0.0.1", port=port, decode_responses=True)
         for _ in range(100):
@@ -150,11 +163,15 @@ def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: 
         # Open the instance once before the daemon and its code server do (concurrent first opens of a fresh
         # SQLite home can stamp the schema twice).
         _runs_summary(home, env)
-        daemon = subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", str((workspace or PROJECT / "workspace.yaml").resolve())],
-            cwd=PROJECT,
-            env={**os.environ, **env}, stdout=(mode_dir / "daemon.log").open("wb"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+        if workers:
+            command = [str(BIN / "imgtrans"), "serve", "--no-webserver", "--run-workers", str(workers),
+                       "--code-port", str(free_port()), "--log-dir", str(mode_dir / "serve-logs")]
+        else:
+            command = [str(BIN / "dagster-daemon"), "run", "-w",
+                       str((workspace or PROJECT / "workspace.yaml").resolve())]
+        daemon = subprocess.Popen(command, cwd=PROJECT, env={**os.environ, **env},
+                                  stdout=(mode_dir / "daemon.log").open("wb"), stderr=subprocess.STDOUT,
+                                  start_new_session=True)
         monitor = TreeMonitor(daemon.pid).start()
         collector = ResultCollector(redis.Redis(host="127.0.0.1", port=port, decode_responses=True))
 
@@ -164,7 +181,8 @@ def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: 
 
         def alive() -> None:
             if daemon is not None and daemon.poll() is not None:
-                raise RuntimeError(f"dagster-daemon exited with {daemon.returncode}; see {mode_dir / 'daemon.log'}")
+                raise RuntimeError(f"{'imgtrans serve' if workers else 'dagster-daemon'} exited with "
+                                   f"{daemon.returncode}; see {mode_dir / 'daemon.log'}")
 
         # Warm-up: daemon start, first sensor tick, first run worker (cold). Timed, not part of the numbers.
         t0 = time.perf_counter()
@@ -175,8 +193,13 @@ def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: 
         _progress(f"intake: daemon up, first result after {result['warmup_s']:.1f}s")
 
         single_records = []
+        # Single requests arrive at independent moments on an idle system: a seeded random pause before each one,
+        # so the arrivals fall at random phases of the sensor loop (pushing each one the instant the previous result
+        # arrives would land every one at the same phase, right after a tick).
+        pauses = random.Random(len(singles)).sample([2.0 + 0.5 * i for i in range(11)], k=min(len(singles), 11))
         for index, image in enumerate(singles):
             rid = f"intake-single-{index}"
+            time.sleep(pauses[index % len(pauses)])
             t_push = push(rid, image)
             if not collector.wait_for({rid}, 180, on_tick=lambda n: alive()):
                 raise RuntimeError(f"no result for {rid} after 180 s")
@@ -227,7 +250,7 @@ def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: 
         if monitor is not None:
             monitor.stop()
         if daemon is not None:
-            _stop(daemon, "dagster-daemon")
+            _stop(daemon, "imgtrans serve" if workers else "dagster-daemon", timeout=90)
         _stop(redis_proc, "redis-server", timeout=5)
     result["dagster"] = _runs_summary(home, env)
     return result

@@ -67,6 +67,8 @@ def classify(cmdline: list[str]) -> str:
         return "other"
     # The code server starts each run in a multiprocessing "spawn" child (dagster._grpc.server), so a run worker
     # shows up as `python -c "from multiprocessing.spawn import spawn_main; ..." --multiprocessing-fork`.
+    if "celery" in text:  # a warm run worker (the main Celery process and its pool processes share this line)
+        return "run_worker"
     if "spawn_main" in text or "execute_run" in text or "execute_step" in text or "resume_run" in text:
         return "run_worker"
     if "grpc" in text or "code-server" in text or "code_server" in text:
@@ -93,6 +95,7 @@ class TreeMonitor:
     """Polls a process and all its descendants; remembers each one's peak RSS and role."""
 
     root_pid: int
+    extra_roots: list[int] = field(default_factory=list)  # more trees to watch (e.g. the Celery run workers)
     interval: float = 0.2
     processes: dict[int, TreeSample] = field(default_factory=dict)
     peak_total_mib: float = 0.0
@@ -101,10 +104,14 @@ class TreeMonitor:
     _thread: threading.Thread | None = None
 
     def poll(self) -> None:
-        try:
-            root = psutil.Process(self.root_pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
+        procs = []
+        for pid in (self.root_pid, *self.extra_roots):
+            try:
+                root = psutil.Process(pid)
+                procs += [root, *root.children(recursive=True)]
+            except psutil.Error:
+                continue
+        if not procs:
             return
         now = time.monotonic()
         total = 0.0

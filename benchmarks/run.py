@@ -30,6 +30,7 @@ from benchmarks import report  # noqa: E402
 from benchmarks.workload import generate, load_manifest, save_manifest  # noqa: E402
 
 ALL_MODES = ("bare", "job", "batched", "intake")
+DEFAULT_INTAKE_WORKERS = "2"  # what `make serve` starts (see the Makefile)
 TARGETS = {
     "intake_throughput_vs_bare_min": 0.9,
     "intake_single_p50_over_bare_max_s": 3.0,
@@ -67,6 +68,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              help="job/batched: gc.collect() after every run (does memory grow across runs?)")
     experiments.add_argument("--instance-yaml", default=None,
                              help="dagster.yaml for the Dagster homes of job/batched/intake (default: the project's)")
+    parser.add_argument("--intake-workers", default=None,
+                        help="intake mode(s) to run, comma-separated: 0 = one new process per run (dagster.yaml), "
+                             "N = N warm Celery run workers (dagster.workers.yaml, the production setup; default "
+                             f"{DEFAULT_INTAKE_WORKERS})")
     experiments.add_argument("--intake-workspace", default=None,
                              help="workspace.yaml the intake daemon loads (default: the project's)")
     # internal: one in-process mode in a child process
@@ -81,6 +86,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.batch_sizes = [int(b) for b in (args.batch_sizes or ("4" if quick else "4,8,16,32")).split(",") if b]
     args.singles = args.singles if args.singles is not None else (2 if quick else 5)
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.intake_workers = [int(w) for w in (args.intake_workers or DEFAULT_INTAKE_WORKERS).split(",") if w.strip()]
     unknown = set(args.modes) - set(ALL_MODES)
     if unknown:
         parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
@@ -131,15 +137,16 @@ def _targets(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     by: dict[str, dict[str, Any]] = {}
     for s in summaries:
         by.setdefault(s["mode"], s)
-    intake, bare = by.get("intake"), by.get("bare")
+    bare = by.get("bare")
     result: dict[str, Any] = {}
-    if intake and bare:
+    for intake in (s for s in summaries if s["mode"] == "intake" and bare):
+        suffix = f" [{intake['label']}]"
         ratio = intake.get("throughput_vs_bare")
-        result["intake_throughput_vs_bare"] = {"value": ratio, "target": ">= 0.9",
-                                               "ok": ratio is not None and ratio >= 0.9}
+        result["intake_throughput_vs_bare" + suffix] = {"value": ratio, "target": ">= 0.9",
+                                                        "ok": ratio is not None and ratio >= 0.9}
         delta = intake.get("single_p50_minus_bare_s")
-        result["intake_single_p50_minus_bare_s"] = {"value": delta, "target": "<= 3.0",
-                                                    "ok": delta is not None and delta <= 3.0}
+        result["intake_single_p50_minus_bare_s" + suffix] = {"value": delta, "target": "<= 3.0",
+                                                             "ok": delta is not None and delta <= 3.0}
     peaks = []
     for s in summaries:
         p = s.get("peak_rss_mib") or {}
@@ -220,14 +227,17 @@ def main(argv: list[str] | None = None) -> int:
 
                         loaded = load_manifest(manifest)
                         batch = args.intake_batch_size or _intake_default_batch_size()
-                        _progress(f"intake: starting redis-server and dagster-daemon (batch size {batch})")
-                        raw = run_intake(loaded["burst"], loaded["single"][: args.singles] + loaded["single"][-1:],
-                                         loaded["warmup"][0], work / "intake", batch,
-                                         instance_yaml=Path(args.instance_yaml) if args.instance_yaml else None,
-                                         workspace=Path(args.intake_workspace) if args.intake_workspace else None)
+                        for workers in args.intake_workers:
+                            how = f"{workers} warm Celery run workers" if workers else "a process per run"
+                            _progress(f"intake: starting redis-server and dagster-daemon (batch size {batch}, {how})")
+                            raws.append(run_intake(
+                                loaded["burst"], loaded["single"][: args.singles] + loaded["single"][-1:],
+                                loaded["warmup"][0], work / f"intake-{workers}w", batch,
+                                instance_yaml=Path(args.instance_yaml) if args.instance_yaml else None,
+                                workspace=Path(args.intake_workspace) if args.intake_workspace else None,
+                                workers=workers))
                     else:
-                        raw = _run_child(mode, manifest, work, size, args.singles, args)
-                    raws.append(raw)
+                        raws.append(_run_child(mode, manifest, work, size, args.singles, args))
                 except Exception as error:  # report what ran; name what did not
                     errors[label] = f"{type(error).__name__}: {error}"
                     _progress(f"{label}: FAILED: {errors[label]}")
@@ -245,17 +255,16 @@ def main(argv: list[str] | None = None) -> int:
                   f"translator {lt['translate_load_s']:.2f}s + first call {lt['translate_first_call_s']:.2f}s, "
                   f"inpainter {lt['inpaint_load_s']:.3f}s + first call {lt['inpaint_first_call_s']:.3f}s, "
                   f"renderer {lt['render_load_s']:.3f}s")
-        intake = next((s for s in summaries if s["mode"] == "intake"), None)
-        if intake:
-            raw = next(r for r in raws if r["mode"] == "intake")
+        for raw in (r for r in raws if r["mode"] == "intake"):
             dagster = {k: v for k, v in (raw.get("dagster") or {}).items() if k in ("runs", "statuses", "error")}
             procs = {k: v for k, v in (raw.get("processes") or {}).items() if k != "processes"}
-            print(f"intake: batch size {raw['batch_size']}, processes {json.dumps(procs)}, "
+            print(f"intake ({raw.get('variant') or 'process per run'}): batch size {raw['batch_size']}, "
+                  f"processes {json.dumps(procs)}, "
                   f"status hashes {raw.get('status_hashes')}, dagster {json.dumps(dagster)}")
         if targets:
             print("\ntargets (issue 5):")
             for name, t in targets.items():
-                print(f"  {name:34s} {t['value']!s:>8} (target {t['target']}) {'OK' if t['ok'] else 'MISSED'}")
+                print(f"  {name:52s} {t['value']!s:>8} (target {t['target']}) {'OK' if t['ok'] else 'MISSED'}")
         if errors:
             print("\nmodes that did not finish: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
         if args.json_out:
