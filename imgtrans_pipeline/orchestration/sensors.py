@@ -112,10 +112,10 @@ def _run_exists(context: SensorEvaluationContext, run_key: str) -> bool:
 @sensor(
     name="redis_intake",
     job=translate_images,
-    # 0, not 5: Dagster counts the interval from the END of the previous tick, and its sensor loop runs at most
-    # every 5 s, so with a long-polling tick any interval > 0 makes every other loop skip the sensor (measured:
-    # single requests waited 2-5 s before being claimed). Ticks still start at most every 5 s (the loop's floor).
-    minimum_interval_seconds=0,
+    # 1, not 5: the daemon's sensor loop starts at most every 5 s, and with an interval of 5 a tick recorded a few
+    # ms after its loop started is "under the interval" at the next loop, which then skips it (measured: single
+    # requests waited up to 5 s more). 0 would mean Dagster's default of 30 s. Ticks still start at most every 5 s.
+    minimum_interval_seconds=1,
     default_status=DefaultSensorStatus.RUNNING if IntakeResource.configured() else DefaultSensorStatus.STOPPED,
     description="Claims translation requests from Redis (list or stream) and launches runs, with backpressure.",
 )

@@ -1,1 +1,0 @@
-"""Instance and code-location variants the benchmark can measure against the project defaults."""
