@@ -10,7 +10,7 @@ from dagster import Definitions
 
 from ..core.config import Settings
 from .assets import TRANSLATION_ASSETS, translate_stored_images
-from .io_managers import TranslationItemsIOManager, work_items_io_manager
+from .io_managers import translation_items_io_manager, work_items_io_manager
 from .jobs import translate_images
 from .resources import (
     ArtifactStoreResource,
@@ -49,7 +49,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "gpu": GpuResource(min_free_mb=settings.gpu_min_free_mb),
         "renderer": RenderResource(fonts_dir=settings.fonts_dir),
         "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
-        "translation_items": TranslationItemsIOManager(),
+        "translation_items": translation_items_io_manager,  # the assets' per-partition items
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=settings.batch_size, max_in_flight=settings.max_in_flight,
                                  claim_wait_seconds=settings.claim_wait_seconds,
