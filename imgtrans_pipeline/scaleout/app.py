@@ -172,6 +172,7 @@ def preload_engines() -> list[str]:
     before = cached_engine_keys()
     resources: dict[str, Any] = build_resources()
     resources["ocr_engine"].engine_for("auto")
+    _warm_up_ocr(resources["ocr_engine"])
     resources["translator"].service()
     resources["inpainting"].inpainter()
     resources["renderer"].renderer()
@@ -180,6 +181,17 @@ def preload_engines() -> list[str]:
     if resources["intake"].configured():
         resources["intake"].client()
     return _engine_names(cached_engine_keys() - before)
+
+
+def _warm_up_ocr(ocr_engine: Any) -> None:
+    """One OCR call on a line of drawn text: onnxruntime's first call on each model (detection, angle,
+    recognition) costs ~1.5 s more than the next ones (measured), which would land on the worker's first request."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    image = Image.new("RGB", (480, 160), "white")
+    ImageDraw.Draw(image).text((20, 50), "Warm up 2026", fill="black", font=ImageFont.load_default(size=48))
+    ocr_engine.recognize(np.asarray(image), "en")
 
 
 @worker_process_init.connect
