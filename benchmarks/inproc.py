@@ -168,7 +168,7 @@ class Harness:
 
 
 def run_child(mode: str, manifest: Path, mode_dir: Path, out: Path, batch_size: int, singles: int,
-              workers: int = 1, ocr_threads: int | None = None, gc_after_run: bool = False) -> None:
+              workers: int = 1, ocr_threads: int | None = None, gc_after_run: bool = True) -> None:
     """Entry point of a child process: run one in-process mode over the workload and write its JSON."""
     import warnings
 
@@ -201,11 +201,11 @@ def run_child(mode: str, manifest: Path, mode_dir: Path, out: Path, batch_size: 
                 harness.bare_one(request)
             return None
         info = runner(requests)
-        if gc_after_run:  # experiment: is the RSS growth across runs garbage in reference cycles?
-            import gc
+        if gc_after_run:  # what the CLI and the warm run workers do after each run
+            from imgtrans_pipeline.orchestration.memory import release_run_memory
 
             start = time.perf_counter()
-            info["gc_collected"] = gc.collect()
+            info["gc_collected"] = release_run_memory()
             info["gc_s"] = time.perf_counter() - start
         runs.append(info)
         return info

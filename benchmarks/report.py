@@ -39,8 +39,8 @@ def _label(raw: dict[str, Any]) -> str:
         label += f" x{raw['workers']}thr"
     if raw.get("ocr_threads"):
         label += f" ocr{raw['ocr_threads']}t"
-    if raw.get("gc_after_run"):
-        label += " gc"
+    if raw["mode"] in ("job", "batched") and not raw.get("gc_after_run", True):
+        label += " no-gc"
     if raw["mode"] == "intake" and raw.get("variant"):
         label += f" {raw['variant']}"
     return label

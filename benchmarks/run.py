@@ -64,8 +64,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
                              help="in-process modes: threads taking requests/batches from one queue (default 1)")
     experiments.add_argument("--ocr-threads", type=int, default=None,
                              help="in-process modes: onnxruntime threads of the OCR engine (default: the resource's)")
-    experiments.add_argument("--gc-after-run", action="store_true",
-                             help="job/batched: gc.collect() after every run (does memory grow across runs?)")
+    experiments.add_argument("--no-gc-after-run", dest="gc_after_run", action="store_false",
+                             help="job/batched: skip the garbage collection the CLI and the run workers do after "
+                                  "each run (shows how memory grows without it)")
     experiments.add_argument("--instance-yaml", default=None,
                              help="dagster.yaml for the Dagster homes of job/batched/intake (default: the project's)")
     parser.add_argument("--intake-workers", default=None,
@@ -120,8 +121,8 @@ def _run_child(mode: str, manifest: Path, work: Path, batch_size: int, singles: 
            "--singles", str(singles), "--workers", str(args.workers)]
     if args.ocr_threads is not None:
         cmd += ["--ocr-threads", str(args.ocr_threads)]
-    if args.gc_after_run:
-        cmd.append("--gc-after-run")
+    if not args.gc_after_run:
+        cmd.append("--no-gc-after-run")
     _progress(f"{label}: starting child process")
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=PROJECT, env=env)

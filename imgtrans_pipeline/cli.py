@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 from .core.logs import JsonFormatter
 from .monitoring.cli import add_status_commands
+from .orchestration.memory import release_run_memory
 from .scaleout.serve import add_serve_command
 
 logger = logging.getLogger("imgtrans")
@@ -113,6 +114,7 @@ def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcom
         }
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
                                         tags={"imgtrans/source": "cli"})
+        release_run_memory()
         for ref in batch:
             meta = _read_meta(store, ids[ref])
             if meta is None:

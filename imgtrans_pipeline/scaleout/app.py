@@ -159,6 +159,15 @@ def _record_end(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
         log.exception("could not record the end of task %s", task_id)
 
 
+@task_postrun.connect
+def _release_memory(**_: Any) -> None:
+    """A pool process runs run after run: free what the finished run left in reference cycles (see
+    ``orchestration.memory``), before Celery compares its RSS with ``worker_max_memory_per_child``."""
+    from ..orchestration.memory import release_run_memory
+
+    release_run_memory()
+
+
 # --- optional warm-up -----------------------------------------------------------------------------------------
 
 def preload_engines() -> list[str]:
