@@ -129,17 +129,6 @@ class TranslationItemsIOManager(IOManager):
         return items
 
 
-@io_manager(
-    required_resource_keys={"artifacts"},
-    config_schema={"base_dir": Field(str, default_value="",
-                                     description="empty: translations/ in the instance's storage directory")},
-    description="Per-translation assets: one slim work item per partition; images come from the artifact store.",
-)
-def translation_items_io_manager(init_context: InitResourceContext) -> TranslationItemsIOManager:
-    root = _storage_root(init_context, init_context.resource_config["base_dir"], "translations")
-    return TranslationItemsIOManager(root, init_context.resources.artifacts.store())
-
-
 # --- the translate_images job's op outputs --------------------------------------------------------------------
 
 FINAL_STEP = "publish"  # the job's last op: once its output is stored, nothing of the run is loaded in-process
@@ -220,12 +209,26 @@ class WorkItemsIOManager(IOManager):
         return obj
 
 
-@io_manager(
-    required_resource_keys={"artifacts"},
-    config_schema={"base_dir": Field(str, default_value="",
-                                     description="empty: items/ in the instance's storage directory")},
-    description="translate_images op outputs: in memory within a run, slim pickles (no images) on disk.",
-)
-def work_items_io_manager(init_context: InitResourceContext) -> WorkItemsIOManager:
-    root = _storage_root(init_context, init_context.resource_config["base_dir"], "items")
-    return WorkItemsIOManager(root, init_context.resources.artifacts.store())
+def _slim_io_manager(manager: type, folder: str, description: str) -> Any:
+    """An IO manager factory for ``manager(root, store)``: files under ``<instance storage>/<folder>`` (or the
+    configured ``base_dir``), images read back from the run's ``artifacts`` store."""
+
+    @io_manager(
+        required_resource_keys={"artifacts"},
+        config_schema={"base_dir": Field(str, default_value="",
+                                         description=f"empty: {folder}/ in the instance's storage directory")},
+        description=description,
+    )
+    def factory(init_context: InitResourceContext) -> IOManager:
+        root = _storage_root(init_context, init_context.resource_config["base_dir"], folder)
+        return manager(root, init_context.resources.artifacts.store())
+
+    return factory
+
+
+translation_items_io_manager = _slim_io_manager(
+    TranslationItemsIOManager, "translations",
+    "Per-translation assets: one slim work item per partition; images come from the artifact store.")
+work_items_io_manager = _slim_io_manager(
+    WorkItemsIOManager, "items",
+    "translate_images op outputs: in memory within a run, slim pickles (no images) on disk.")
