@@ -26,7 +26,7 @@ from typing import Any
 from benchmarks.inproc import read_meta, request_dict
 from benchmarks.procmon import TreeMonitor, system_busy_s
 from benchmarks.workload import WorkloadImage
-from tests.dagster_services import _stop, free_port  # the tests' process helpers, reused
+from tests.dagster_services import _stop, free_port, patched_environ  # the tests' helpers, reused
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -85,12 +85,10 @@ class ResultCollector:
 
 def _runs_summary(home: Path, env: dict[str, str]) -> dict[str, Any]:
     """Run counts, statuses and timings from the daemon's instance (opened read-only here, after the daemon)."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
     try:
         from dagster import DagsterInstance
 
-        with DagsterInstance.from_config(str(home)) as instance:
+        with patched_environ(env), DagsterInstance.from_config(str(home)) as instance:
             records = instance.get_run_records()
             statuses: dict[str, int] = {}
             durations, queue_delays = [], []
@@ -104,12 +102,6 @@ def _runs_summary(home: Path, env: dict[str, str]) -> dict[str, Any]:
                     "create_to_start_s": queue_delays}
     except Exception as error:  # the numbers above are extras; the benchmark stands without them
         return {"error": f"{type(error).__name__}: {error}"}
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_intake(images: list[WorkloadImage], singles: list[WorkloadImage], warm: WorkloadImage, mode_dir: Path,
