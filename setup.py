@@ -53,6 +53,7 @@ setup(
             "moto[server]>=5.0",
             "ruff>=0.6",
             "jsonschema>=4.18",
+            "psutil>=5.9",  # process trees in tests/test_serve.py and the benchmark (not only via paddle)
         ],
     },
     entry_points={"console_scripts": ["imgtrans=imgtrans_pipeline.cli:main"]},
