@@ -16,7 +16,6 @@ import logging
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +53,16 @@ class Harness:
     """Engines built through the same resources (and process cache) the Dagster ops use."""
 
     def __init__(self, mode_dir: Path, ocr_threads: int | None = None) -> None:
-        from imgtrans_pipeline.core.config import Settings
+        from imgtrans_pipeline.core.settings import get_settings
         from imgtrans_pipeline.orchestration.definitions import build_resources
         from imgtrans_pipeline.orchestration.resources import OcrResource
 
         self.mode_dir = mode_dir
         self.artifacts = mode_dir / "artifacts"
-        base = Settings.from_env()
-        self.settings = replace(base, artifacts_url=str(self.artifacts),
-                                translation_cache=str(mode_dir / "translation-cache.sqlite"))
+        base = get_settings()
+        self.settings = base.model_copy(update={
+            "artifacts": str(self.artifacts),
+            "translate": base.translate.model_copy(update={"cache": str(mode_dir / "translation-cache.sqlite")})})
         self.resources: dict[str, Any] = build_resources(self.settings)
         if ocr_threads is not None:  # experiment knob: onnxruntime intra-op threads of the OCR engine
             ocr = self.resources["ocr_engine"]
@@ -79,15 +79,16 @@ class Harness:
         times: dict[str, float] = {}
 
         start = time.perf_counter()
-        r["ocr_engine"].check_language("zh")  # constructs the engine (process-cached)
+        router = r["ocr_engine"].router()
+        router.check_language("zh")  # constructs the engine (process-cached)
         times["ocr_load_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        ocr = r["ocr_engine"].recognize(pixels, "zh")
+        ocr = router.recognize(pixels, "zh")
         times["ocr_first_call_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
         service = r["translator"].service()
-        r["translator"].check_pair("zh", "en")
+        service.check_pair("zh", "en")
         times["translate_load_s"] = time.perf_counter() - start
         start = time.perf_counter()
         service.translator.translate_batch(["预热"], "zh", "en")  # loads the pair's model (bypasses the cache)
@@ -116,50 +117,30 @@ class Harness:
 
     # -- bare -----------------------------------------------------------------------------------------------
     def bare_one(self, request: dict[str, Any]) -> None:
-        """The seeds' worker loop body: every stage in order, directly on the engines."""
-        from imgtrans_pipeline import stages
+        """The seeds' worker loop body: every stage in order through the stage runner, no Dagster."""
         from imgtrans_pipeline.core.request import parse_request
+        from imgtrans_pipeline.orchestration.resources import stage_runner
+        from imgtrans_pipeline.pipeline import new_items
 
-        r = self.resources
-        store = r["artifacts"].store()
-        variant = r["translator"].variant()
-        items = stages.new_items([parse_request(request)])
-
-        def supports(source: str, target: str) -> None:
-            r["ocr_engine"].check_language(source)
-            r["translator"].check_pair(source, target)
-
-        stages.check_languages(items, supports)
-        stages.fetch_stage(items, r["fetcher"].fetch_images, store)
-        stages.reuse_stage(items, store, variant)
-        stages.ocr_stage(items, r["ocr_engine"].recognize, store)
-        stages.translate_stage(items, r["translator"].translate, store)
-        engine = r["inpainting"].inpainter()
-        stages.inpaint_stage(items, engine.inpaint, engine.name, store, r["renderer"].encode_png)
-        stages.render_stage(items, r["renderer"].render, store)
-        versions: dict[str, str] = {}
-        for key in ("ocr_engine", "translator", "inpainting"):
-            versions.update(r[key].versions())
-        stages.publish_stage(items, store, versions)
-        stages.record_results(items, store, variant)
+        stage_runner(self.resources).run_all(new_items([parse_request(request)]))
 
     # -- job / batched ------------------------------------------------------------------------------------------
     def job_runner(self) -> Any:
         from dagster import DagsterInstance, Definitions
 
-        from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
+        from imgtrans_pipeline import names
+        from imgtrans_pipeline.orchestration.jobs import translate_images
 
         # The project's definitions (build_definitions) with these very resource objects, so a knob such as
         # --ocr-threads reaches the job too; without knobs this equals build_definitions(self.settings).
-        job = Definitions(jobs=[translate_images], resources=self.resources).resolve_job_def(TRANSLATE_JOB)
+        job = Definitions(jobs=[translate_images], resources=self.resources).resolve_job_def(names.TRANSLATE_JOB)
         instance = DagsterInstance.get()  # $DAGSTER_HOME, set by the parent to a fresh home with dagster.yaml
 
         def run(requests: list[dict[str, Any]]) -> dict[str, Any]:
             start = time.perf_counter()
             result = job.execute_in_process(
-                run_config={"ops": {"download": {"config": {"requests": requests}}},
-                            "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                instance=instance, raise_on_error=False, tags={"imgtrans/source": "benchmark"},
+                run_config=names.run_config(requests, log_level="WARNING"),
+                instance=instance, raise_on_error=False, tags={names.TAG_SOURCE: names.SOURCE_BENCHMARK},
             )
             return {"run_id": result.run_id, "requests": len(requests), "success": result.success,
                     "wall_s": time.perf_counter() - start}

@@ -95,9 +95,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _intake_default_batch_size() -> int:
-    from imgtrans_pipeline.core.config import Settings
+    from imgtrans_pipeline.core.settings import get_settings
 
-    return Settings.from_env().batch_size
+    return get_settings().runtime.batch_size
 
 
 def _fresh_home(mode_dir: Path, instance_yaml: Path) -> Path:

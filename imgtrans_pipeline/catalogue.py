@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import PIPELINE_VERSION
-from .stages import parse_index_name
+from .names import HASH_FOLDER_PREFIX, index_folder
+from .pipeline.dedupe import parse_index_name
 from .storage.base import ArtifactStore
-
-HASH_PREFIX = "hash-"
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class MissingTranslation:
 
 
 def stored_hashes(store: ArtifactStore) -> list[str]:
-    return [folder[len(HASH_PREFIX):] for folder in store.list_requests(HASH_PREFIX)]
+    return [folder[len(HASH_FOLDER_PREFIX):] for folder in store.list_requests(HASH_FOLDER_PREFIX)]
 
 
 def missing_translations(store: ArtifactStore, targets: list[str],
@@ -36,7 +35,7 @@ def missing_translations(store: ArtifactStore, targets: list[str],
     """
     missing: list[MissingTranslation] = []
     for content_hash in stored_hashes(store):
-        entries = [parsed for name in store.list(HASH_PREFIX + content_hash) if (parsed := parse_index_name(name))]
+        entries = [parsed for name in store.list(index_folder(content_hash)) if (parsed := parse_index_name(name))]
         if not entries:
             continue
         sources = [source for source, _, _ in entries]

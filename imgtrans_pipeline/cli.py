@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shutil
 import sys
 import uuid
@@ -19,8 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from . import names
 from .core.logs import JsonFormatter
+from .core.settings import get_settings
 from .monitoring.cli import add_status_commands
+from .orchestration.instance import dagster_instance
 from .orchestration.memory import release_run_memory
 from .scaleout.serve import add_serve_command
 
@@ -32,30 +34,13 @@ def _configure_logging(verbose: bool) -> None:
         # Dagster's beta/preview notices about its own API are for developers, not for CLI users.
         warnings.filterwarnings("ignore", module=r"dagster\b.*")
     handler = logging.StreamHandler(sys.stderr)
-    if os.environ.get("IMGTRANS_LOG_FORMAT") == "json":
+    if get_settings().runtime.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger("imgtrans_pipeline")
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
-
-
-def dagster_instance() -> Any:
-    """The Dagster instance runs are recorded in: $DAGSTER_HOME, else ./.dagster_home with ./dagster.yaml."""
-    from dagster import DagsterInstance
-
-    home = os.environ.get("DAGSTER_HOME")
-    if home:
-        return DagsterInstance.get()
-    local = Path.cwd() / ".dagster_home"
-    local.mkdir(exist_ok=True)
-    project_yaml = Path.cwd() / "dagster.yaml"
-    target = local / "dagster.yaml"
-    if project_yaml.exists() and not target.exists():
-        shutil.copyfile(project_yaml, target)
-    os.environ["DAGSTER_HOME"] = str(local)
-    return DagsterInstance.get()
 
 
 @dataclass
@@ -68,52 +53,44 @@ class Outcome:
     run_id: str
 
 
-def _request_config(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[str, Any]:
-    return {
-        "request_id": request_id,
-        "image_url": input_ref,
-        "target_lang": args.to,
-        "source_lang": args.source,
-        "output_format": args.format,
-    }
+def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[str, Any]:
+    """One input as a request in the run config's shape (validated by the download op)."""
+    from .core.request import RequestOptions, TranslationRequest, to_config
+
+    return to_config(TranslationRequest(request_id=request_id, image_url=input_ref, target_lang=args.to,
+                                        source_lang=args.source, options=RequestOptions(output_format=args.format)))
 
 
 def _read_meta(store: Any, request_id: str) -> dict[str, Any] | None:
     from .storage import get_json
 
     try:
-        return get_json(store, request_id, "meta.json")
+        return get_json(store, request_id, names.META_JSON)
     except Exception:
         return None
 
 
 def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcome]:
     """Run the Dagster job in-process over ``inputs`` in batches; return one outcome per input."""
-    from .core.config import Settings
-    from .orchestration.definitions import build_definitions
-    from .orchestration.jobs import TRANSLATE_JOB
+    from .orchestration.definitions import build_definitions, build_resources
 
-    settings = Settings.from_env()
-    if args.artifacts:
-        settings = Settings(**{**settings.__dict__, "artifacts_url": args.artifacts})
     # The instance first: Dagster loads definitions against the current instance's state storage.
     instance = dagster_instance()
-    job = build_definitions(settings).resolve_job_def(TRANSLATE_JOB)
-    from .orchestration.resources import ArtifactStoreResource
-
-    store = ArtifactStoreResource(url=settings.artifacts_url).store()
+    settings = get_settings()
+    if args.artifacts:
+        settings = settings.model_copy(update={"artifacts": args.artifacts})
+    job = build_definitions(settings).resolve_job_def(names.TRANSLATE_JOB)
+    store = build_resources(settings)["artifacts"].store()  # type: ignore[attr-defined]
     outcomes: list[Outcome] = []
     batches = [inputs[i:i + args.batch_size] for i in range(0, len(inputs), args.batch_size)]
     progress = _progress(len(inputs), enabled=len(inputs) > 1 and not args.json)
     for batch in batches:
         ids = {ref: f"cli-{uuid.uuid4().hex[:12]}" for ref in batch}
-        run_config = {
-            "ops": {"download": {"config": {"requests": [_request_config(ref, args, ids[ref]) for ref in batch]}}},
-            # Dagster's console logger prints every event at DEBUG; the CLI prints results, -v shows the events.
-            "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}},
-        }
+        # Dagster's console logger prints every event at DEBUG; the CLI prints results, -v shows the events.
+        run_config = names.run_config((_request(ref, args, ids[ref]) for ref in batch),
+                                      log_level="DEBUG" if args.verbose else "WARNING")
         result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
-                                        tags={"imgtrans/source": "cli"})
+                                        tags={names.TAG_SOURCE: names.SOURCE_CLI})
         release_run_memory()
         for ref in batch:
             meta = _read_meta(store, ids[ref])
@@ -197,16 +174,13 @@ def _cmd_translate(args: argparse.Namespace) -> int:
 def _cmd_backfill(args: argparse.Namespace) -> int:
     """Translate stored images that lack a target language (or were made by an older pipeline version)."""
     from .catalogue import missing_translations
-    from .core.config import Settings
     from .core.languages import normalize_language
-    from .orchestration.assets import BACKFILL_JOB
-    from .orchestration.definitions import build_definitions
-    from .orchestration.resources import ArtifactStoreResource
+    from .orchestration.definitions import build_definitions, build_resources
     from .orchestration.schedules import plan_backfill
 
-    settings = Settings.from_env()
+    settings = get_settings()
     targets = [normalize_language(code, field="--to") for code in args.to]
-    missing = missing_translations(ArtifactStoreResource(url=settings.artifacts_url).store(), targets)
+    missing = missing_translations(build_resources(settings)["artifacts"].store(), targets)  # type: ignore[attr-defined]
     reasons: dict[str, int] = {}
     for item in missing:
         reasons[item.reason] = reasons.get(item.reason, 0) + 1
@@ -215,7 +189,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     if args.dry_run or not missing:
         return 0
     instance = dagster_instance()
-    job = build_definitions(settings).resolve_job_def(BACKFILL_JOB)
+    job = build_definitions(settings).resolve_job_def(names.BACKFILL_JOB)
     ranges = plan_backfill(instance, missing, args.per_run)
     done = failed = 0
     progress = _progress(len(missing), enabled=len(ranges) > 1)
@@ -234,9 +208,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 def _cmd_requeue(args: argparse.Namespace) -> int:
     """Move dead letters back onto the request queue (seed 004's operator retry)."""
-    from .intake import DeadLetters, IntakeSettings
+    from .intake import DeadLetters, IntakeConfig
 
-    settings = IntakeSettings.from_env()
+    settings = IntakeConfig.from_settings(get_settings().intake)
     dead = DeadLetters(settings.connect(), settings)
     before = dead.count()
     moved = dead.requeue(request_ids=args.ids or None, limit=args.limit)

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import config
+from .core.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ MODEL_SPECS: dict[str, ArgosModelSpec] = {ZH_EN.name: ZH_EN}
 
 
 def default_models_dir() -> Path:
-    """Where models live unless told otherwise (see ``core.config.default_models_dir``)."""
-    return config.default_models_dir()
+    """Where models live unless told otherwise (``core.settings``: IMGTRANS_MODELS_DIR)."""
+    return get_settings().models_dir
 
 
 def _sha256(path: Path) -> str:

@@ -21,6 +21,17 @@ def s3_server() -> S3Server:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_settings():
+    """The settings are read from the environment once per process: each test reads them afresh (after its own
+    monkeypatched variables), and leaves none cached for the next."""
+    from imgtrans_pipeline.core.settings import reset_settings
+
+    reset_settings()
+    yield
+    reset_settings()
+
+
+@pytest.fixture(autouse=True)
 def _no_stale_dagster_state_storage():
     """Each DagsterInstance registers itself as the process's current definitions-state storage and unregisters
     on close; instances closed out of order (many tests open several) can leave a closed one registered, and the

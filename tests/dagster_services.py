@@ -95,7 +95,19 @@ def pipeline_env(tmp: Path) -> dict[str, str]:
 
 def run_config(*requests: Mapping[str, Any]) -> dict[str, Any]:
     """The run config of ``translate_images`` for these requests (format of README "Running it in Dagster")."""
-    return {"ops": {"download": {"config": {"requests": [dict(r) for r in requests]}}}}
+    from imgtrans_pipeline.names import run_config as build
+
+    return build(requests)
+
+
+def pipeline_settings(artifacts: Path, **changes: Any) -> Any:
+    """The process's settings with a test's artifacts and translation cache in ``artifacts``, the checkout's
+    models, the system fonts only, and loopback URLs allowed (test servers); ``changes`` as ``Settings.replace``."""
+    from imgtrans_pipeline.core.settings import get_settings
+
+    defaults = {"artifacts": str(artifacts), "translate__cache": str(Path(artifacts) / "cache.sqlite"),
+                "models_dir": PROJECT / "models", "render__fonts_dir": "", "fetch__allow_private_urls": True}
+    return get_settings().replace(**{**defaults, **changes})
 
 
 def _stop(proc: subprocess.Popen[bytes], name: str, timeout: float = 20.0) -> None:

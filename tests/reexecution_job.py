@@ -9,15 +9,15 @@ from pathlib import Path
 
 from dagster import Definitions, JobDefinition
 
-from imgtrans_pipeline.core.config import Settings
+from imgtrans_pipeline.names import TRANSLATE_JOB
 from imgtrans_pipeline.orchestration.definitions import build_resources
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
+from imgtrans_pipeline.orchestration.jobs import translate_images
+from tests.dagster_services import pipeline_settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 def job_with_lama(model_path: str, artifacts: str) -> JobDefinition:
-    settings = Settings(**{**Settings.from_env().__dict__, "inpaint_engine": "lama", "lama_model_path": model_path,
-                           "artifacts_url": artifacts, "models_dir": str(PROJECT / "models"),
-                           "translation_cache": str(Path(artifacts) / "cache.sqlite")})
+    settings = pipeline_settings(Path(artifacts), inpaint__engine="lama", inpaint__lama_model=model_path,
+                                 fetch__allow_private_urls=False)
     return Definitions(jobs=[translate_images], resources=build_resources(settings)).resolve_job_def(TRANSLATE_JOB)

@@ -8,25 +8,25 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, Definitions, SkipReason, build_schedule_context, instance_for_test
 
-import imgtrans_pipeline.stages as stages_module
+import imgtrans_pipeline.pipeline.dedupe as dedupe_module
+import imgtrans_pipeline.pipeline.stages as stages_module
 from imgtrans_pipeline.catalogue import missing_translations
 from imgtrans_pipeline.cli import main as imgtrans
-from imgtrans_pipeline.core.config import Settings
-from imgtrans_pipeline.orchestration.assets import BACKFILL_JOB, TRANSLATION_ASSETS, translate_stored_images
+from imgtrans_pipeline.names import BACKFILL_JOB, TRANSLATE_JOB, partition_key
+from imgtrans_pipeline.orchestration.assets import TRANSLATION_ASSETS, translate_stored_images
 from imgtrans_pipeline.orchestration.definitions import build_resources
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
-from imgtrans_pipeline.orchestration.recording import TRANSLATIONS, partition_key
+from imgtrans_pipeline.orchestration.jobs import translate_images
+from imgtrans_pipeline.orchestration.recording import TRANSLATIONS
 from imgtrans_pipeline.orchestration.schedules import translate_catalogue_schedule
 from imgtrans_pipeline.storage import create_artifact_store
+from tests.dagster_services import pipeline_settings, run_config
 from tests.imagegen import text_image
 
 PROJECT = Path(__file__).resolve().parents[1]
 
 
 def _defs(tmp: Path) -> Definitions:
-    settings = Settings(**{**Settings.from_env().__dict__, "artifacts_url": str(tmp / "artifacts"),
-                           "models_dir": str(PROJECT / "models"),
-                           "translation_cache": str(tmp / "artifacts" / "cache.sqlite")})
+    settings = pipeline_settings(tmp / "artifacts", fetch__allow_private_urls=False, render__fonts_dir=None)
     return Definitions(assets=TRANSLATION_ASSETS, jobs=[translate_images, translate_stored_images],
                        schedules=[translate_catalogue_schedule], resources=build_resources(settings))
 
@@ -40,12 +40,14 @@ def catalogue(tmp_path, monkeypatch) -> tuple[Path, DagsterInstance, list[str]]:
         path = text_image(text, width=360, height=140, font_size=40, top=40).save(tmp_path / f"p{i}.png")
         requests.append({"request_id": f"old-{i}", "image_url": str(path), "source_lang": "zh", "target_lang": "en"})
     with instance_for_test() as instance:
-        monkeypatch.setattr(stages_module, "PIPELINE_VERSION", "0")
+        for module in (stages_module, dedupe_module):
+            monkeypatch.setattr(module, "PIPELINE_VERSION", "0")
         job = _defs(tmp_path).resolve_job_def(TRANSLATE_JOB)
-        result = job.execute_in_process(run_config={"ops": {"download": {"config": {"requests": requests}}}},
+        result = job.execute_in_process(run_config=run_config(*requests),
                                         instance=instance)
         assert result.success
-        monkeypatch.setattr(stages_module, "PIPELINE_VERSION", "1")
+        for module in (stages_module, dedupe_module):
+            monkeypatch.setattr(module, "PIPELINE_VERSION", "1")
         hashes = [json.loads((tmp_path / "artifacts" / f"old-{i}" / "meta.json").read_text())["content_hash"]
                   for i in range(2)]
         yield tmp_path, instance, hashes

@@ -380,9 +380,10 @@ def test_retry_after_parsing() -> None:
     date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now + 30))
     assert parse_retry_after(date, now=now) == pytest.approx(30, abs=1)
     assert parse_retry_after(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now - 30)), now=now) == 0.0
-    d = Downloader(fast_settings(retry_after_max=5))
-    assert d.backoff_delay(0, 3600) == 5  # capped
-    assert all(0 <= d.backoff_delay(3, None) <= 0.05 for _ in range(50))
+    policy = Downloader(fast_settings(retry_after_max=5)).retry_policy
+    assert policy.delay(1, 3600) == 5  # capped
+    assert all(0 <= policy.delay(4, None) <= 0.05 for _ in range(50))
+    assert 0 < max(policy.delay(1, None) for _ in range(200)) <= 0.01  # full jitter under base * 2**0
 
 
 def test_size_limit_content_length_and_streamed(server: ImageServer) -> None:

@@ -18,15 +18,16 @@ from typing import Any
 import pytest
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions
 
-from imgtrans_pipeline.core.config import Settings
+from imgtrans_pipeline.names import TRANSLATE_JOB
 from imgtrans_pipeline.orchestration.definitions import build_resources
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
+from imgtrans_pipeline.orchestration.jobs import translate_images
 from tests.dagster_services import (
     PROJECT,
     DagsterServices,
     PostgresDatabase,
     dagster_services,
     pipeline_env,
+    pipeline_settings,
     postgres_database,
     run_config,
 )
@@ -70,9 +71,8 @@ def pg_run(pg_instance: DagsterInstance, tmp_path_factory: pytest.TempPathFactor
     """The real job, in process, on a generated Chinese product image, stored in PostgreSQL."""
     tmp = tmp_path_factory.mktemp("pg_run")
     env = pipeline_env(tmp)
-    settings = Settings(**{**Settings.from_env().__dict__, "artifacts_url": env["IMGTRANS_ARTIFACTS"],
-                           "translation_cache": env["IMGTRANS_TRANSLATION_CACHE"],
-                           "models_dir": env["IMGTRANS_MODELS_DIR"], "fonts_dir": ""})
+    settings = pipeline_settings(Path(env["IMGTRANS_ARTIFACTS"]), translate__cache=env["IMGTRANS_TRANSLATION_CACHE"],
+                                 fetch__allow_private_urls=False)
     job = Definitions(jobs=[translate_images], resources=build_resources(settings)).resolve_job_def(TRANSLATE_JOB)
     config = run_config(_request(tmp, "pg-1", ["限时特价 买一送一"]))
     return job.execute_in_process(run_config=config, instance=pg_instance, raise_on_error=False)

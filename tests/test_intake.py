@@ -23,7 +23,7 @@ from imgtrans_pipeline.engines.fetch.policy import UrlPolicy
 from imgtrans_pipeline.intake import (
     ClaimedEntry,
     DeadLetters,
-    IntakeSettings,
+    IntakeConfig,
     RequestQueue,
     RequestStatus,
     StreamQueue,
@@ -53,12 +53,12 @@ def raw(i: int | str, **extra: Any) -> str:
 
 
 @pytest.fixture(params=KINDS)
-def settings(request: pytest.FixtureRequest, redis_server: RedisServer) -> IntakeSettings:
-    return IntakeSettings(redis_url=redis_server.url, queue_kind=request.param, status_ttl_seconds=3600)
+def settings(request: pytest.FixtureRequest, redis_server: RedisServer) -> IntakeConfig:
+    return IntakeConfig(redis_url=redis_server.url, queue_kind=request.param, status_ttl_seconds=3600)
 
 
 @pytest.fixture
-def queue(settings: IntakeSettings, redis_client: redis.Redis) -> RequestQueue:
+def queue(settings: IntakeConfig, redis_client: redis.Redis) -> RequestQueue:
     return create_queue(redis_client, settings)
 
 
@@ -145,16 +145,16 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGTRANS_QUEUE_KIND", "Stream")
     monkeypatch.setenv("IMGTRANS_STATUS_TTL_SECONDS", "60")
     monkeypatch.setenv("IMGTRANS_WEBHOOK_SECRET", "s3cret")
-    s = IntakeSettings.from_env()
+    s = IntakeConfig.from_env()
     assert (s.queue, s.queue_kind, s.status_ttl_seconds, s.webhook_secret) == ("ocr_tasks", "stream", 60, "s3cret")
     assert s.processing == "ocr_tasks:processing" and s.results == "imgtrans:results"
     monkeypatch.setenv("IMGTRANS_QUEUE_KIND", "kafka")
     with pytest.raises(ValueError, match="IMGTRANS_QUEUE_KIND"):
-        IntakeSettings.from_env()
+        IntakeConfig.from_env()
 
 
 def test_connect_returns_a_string_client(redis_server: RedisServer) -> None:
-    client = IntakeSettings(redis_url=redis_server.url).connect()
+    client = IntakeConfig(redis_url=redis_server.url).connect()
     client.set("imgtrans:probe", "값")
     assert client.get("imgtrans:probe") == "값"
     client.close()
@@ -217,7 +217,7 @@ def test_pending_lists_claimed_entries_until_acked(queue: RequestQueue) -> None:
     assert queue.pending() == []
 
 
-def test_crash_between_claim_and_ack_loses_nothing(settings: IntakeSettings, redis_server: RedisServer) -> None:
+def test_crash_between_claim_and_ack_loses_nothing(settings: IntakeConfig, redis_server: RedisServer) -> None:
     first = create_queue(redis_server.client(), settings)
     first.client.flushall()
     for i in range(5):
@@ -238,7 +238,7 @@ def test_crash_between_claim_and_ack_loses_nothing(settings: IntakeSettings, red
 
 def test_duplicate_list_messages_are_acked_one_copy_each(redis_client: redis.Redis,
                                                          redis_server: RedisServer) -> None:
-    queue = create_queue(redis_client, IntakeSettings(redis_url=redis_server.url))
+    queue = create_queue(redis_client, IntakeConfig(redis_url=redis_server.url))
     queue.push(raw(1))
     queue.push(raw(1))
     a, b = queue.claim(2)
@@ -278,7 +278,7 @@ def test_malformed_messages_come_back_with_a_reason(queue: RequestQueue, redis_c
 
 def test_stream_group_sees_messages_added_before_it_existed(redis_client: redis.Redis,
                                                             redis_server: RedisServer) -> None:
-    settings = IntakeSettings(redis_url=redis_server.url, queue="ocr_tasks", queue_kind="stream")
+    settings = IntakeConfig(redis_url=redis_server.url, queue="ocr_tasks", queue_kind="stream")
     redis_client.xadd("ocr_tasks", {"payload": raw(1)})
     queue = create_queue(redis_client, settings)
     assert queue.depth() == 1  # no group yet
@@ -288,7 +288,7 @@ def test_stream_group_sees_messages_added_before_it_existed(redis_client: redis.
 
 
 def test_stream_pending_entry_deleted_by_someone_else(redis_client: redis.Redis, redis_server: RedisServer) -> None:
-    queue = create_queue(redis_client, IntakeSettings(redis_url=redis_server.url, queue_kind="stream"))
+    queue = create_queue(redis_client, IntakeConfig(redis_url=redis_server.url, queue_kind="stream"))
     queue.push(raw(1))
     (entry,) = queue.claim(1)
     redis_client.xdel(queue.key, entry.entry_id)
@@ -298,7 +298,7 @@ def test_stream_pending_entry_deleted_by_someone_else(redis_client: redis.Redis,
 
 
 def test_stream_depth_when_redis_cannot_report_lag(redis_client: redis.Redis, redis_server: RedisServer) -> None:
-    queue = create_queue(redis_client, IntakeSettings(redis_url=redis_server.url, queue_kind="stream"))
+    queue = create_queue(redis_client, IntakeConfig(redis_url=redis_server.url, queue_kind="stream"))
     for i in range(5):
         queue.push(raw(i))
     queue.ack(queue.claim(2))
@@ -310,7 +310,7 @@ def test_stream_depth_when_redis_cannot_report_lag(redis_client: redis.Redis, re
 @pytest.mark.parametrize("kind", KINDS)
 def test_queue_survives_a_server_crash_with_aof(kind: str, aof_redis_server: Callable[..., RedisServer]) -> None:
     server = aof_redis_server()
-    settings = IntakeSettings(redis_url=server.url, queue_kind=kind)
+    settings = IntakeConfig(redis_url=server.url, queue_kind=kind)
     queue = create_queue(settings.connect(), settings)
     for i in range(6):
         queue.push(raw(i, options={"glossary": {"新品": "New"}}))
@@ -326,7 +326,7 @@ def test_queue_survives_a_server_crash_with_aof(kind: str, aof_redis_server: Cal
 
 
 # ---- dead letters ----------------------------------------------------------------------------------------------------
-def test_dead_letters_add_list_count_and_dedupe(settings: IntakeSettings, redis_client: redis.Redis) -> None:
+def test_dead_letters_add_list_count_and_dedupe(settings: IntakeConfig, redis_client: redis.Redis) -> None:
     dead = DeadLetters(redis_client, settings)
     payload = '{"request_id": "d1",  "image_url": "https://x/a.png", "target_lang": "en", "note": "空白 kept"}'
     assert dead.add(payload, "download: HTTP 404", run_id="run-1", stage="download")
@@ -343,7 +343,7 @@ def test_dead_letters_add_list_count_and_dedupe(settings: IntakeSettings, redis_
     assert len(dead.list(2)) == 2 and dead.list(0) == []
 
 
-def test_bury_acks_and_dead_letters_in_one_step(queue: RequestQueue, settings: IntakeSettings,
+def test_bury_acks_and_dead_letters_in_one_step(queue: RequestQueue, settings: IntakeConfig,
                                                 redis_client: redis.Redis) -> None:
     dead = DeadLetters(redis_client, settings)
     queue.push("not json")
@@ -358,7 +358,7 @@ def test_bury_acks_and_dead_letters_in_one_step(queue: RequestQueue, settings: I
     assert good.request is not None
 
 
-def test_requeue_moves_exact_payloads_back(queue: RequestQueue, settings: IntakeSettings,
+def test_requeue_moves_exact_payloads_back(queue: RequestQueue, settings: IntakeConfig,
                                            redis_client: redis.Redis) -> None:
     dead = DeadLetters(redis_client, settings)
     exact = ' {"target_lang":"en", "request_id":"q1","image_url":"https://x/ü.png"} '
@@ -383,7 +383,7 @@ def test_requeue_moves_exact_payloads_back(queue: RequestQueue, settings: Intake
 
 # ---- status ----------------------------------------------------------------------------------------------------------
 def test_status_transitions_and_ttl(redis_client: redis.Redis, redis_server: RedisServer) -> None:
-    status = RequestStatus(redis_client, IntakeSettings(redis_url=redis_server.url, status_ttl_seconds=600))
+    status = RequestStatus(redis_client, IntakeConfig(redis_url=redis_server.url, status_ttl_seconds=600))
     assert status.get("s1") is None
     assert status.mark("s1", "queued", entry_id="e1", payload=raw("s1"))
     first = status.get("s1")
@@ -421,14 +421,14 @@ def test_status_transitions_and_ttl(redis_client: redis.Redis, redis_server: Red
 
 
 def test_dead_request_can_be_queued_again(redis_client: redis.Redis, redis_server: RedisServer) -> None:
-    status = RequestStatus(redis_client, IntakeSettings(redis_url=redis_server.url))
+    status = RequestStatus(redis_client, IntakeConfig(redis_url=redis_server.url))
     status.mark("s2", "dead", run_id="r1", error="HTTP 404")
     assert status.mark("s2", "queued")
     assert status.get("s2")["state"] == "queued"  # type: ignore[index]
 
 
 def test_push_result_appends_json(redis_client: redis.Redis, redis_server: RedisServer) -> None:
-    settings = IntakeSettings(redis_url=redis_server.url, results="hosting_tasks")
+    settings = IntakeConfig(redis_url=redis_server.url, results="hosting_tasks")
     push_result(redis_client, settings, {"request_id": "a", "status": "succeeded", "result_url": "s3://b/ä.png"})
     push_result(redis_client, settings, {"request_id": "b", "status": "failed", "error": "HTTP 404"})
     oldest = redis_client.rpop("hosting_tasks")

@@ -27,8 +27,7 @@ from dagster import DagsterInstance, DagsterRunStatus, Definitions, instance_for
 from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from imgtrans_pipeline.core.config import Settings
-from imgtrans_pipeline.intake import DeadLetters, IntakeSettings, create_queue, push_result
+from imgtrans_pipeline.intake import DeadLetters, IntakeConfig, create_queue, push_result
 from imgtrans_pipeline.monitoring import (
     MetricsServer,
     StatusSnapshot,
@@ -39,10 +38,12 @@ from imgtrans_pipeline.monitoring import (
 )
 from imgtrans_pipeline.monitoring import collect as collect_module
 from imgtrans_pipeline.monitoring.cli import add_status_commands, format_status, main, run_status
+from imgtrans_pipeline.names import TAG_REQUEST_COUNT as REQUEST_COUNT_TAG
+from imgtrans_pipeline.names import TRANSLATE_JOB, run_config
 from imgtrans_pipeline.orchestration.definitions import build_resources
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
-from imgtrans_pipeline.orchestration.sensors import REQUEST_COUNT_TAG
+from imgtrans_pipeline.orchestration.jobs import translate_images
 from imgtrans_pipeline.storage import create_artifact_store
+from tests.dagster_services import pipeline_settings
 from tests.imagegen import text_image
 from tests.redis_server import RedisServer
 
@@ -61,16 +62,13 @@ def instance() -> DagsterInstance:
 
 
 def _job(artifacts: Path):
-    base = Settings.from_env()
-    settings = Settings(**{**base.__dict__, "artifacts_url": str(artifacts), "models_dir": str(PROJECT / "models"),
-                           "translation_cache": str(artifacts / "cache.sqlite"), "allow_private_urls": True,
-                           "fonts_dir": ""})
+    settings = pipeline_settings(artifacts)
     return Definitions(jobs=[translate_images], resources=build_resources(settings)).resolve_job_def(TRANSLATE_JOB)
 
 
 def _requests(*pairs: tuple[str, str]) -> dict[str, Any]:
-    return {"ops": {"download": {"config": {"requests": [
-        {"request_id": rid, "image_url": url, "source_lang": "zh", "target_lang": "en"} for rid, url in pairs]}}}}
+    return run_config({"request_id": rid, "image_url": url, "source_lang": "zh", "target_lang": "en"}
+                      for rid, url in pairs)
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +113,12 @@ def world(instance, tmp_path_factory) -> dict[str, Any]:
     return {"artifacts": artifacts, "store": create_artifact_store(str(artifacts)), "metas": metas}
 
 
-def _settings(url: str, kind: str = "list") -> IntakeSettings:
-    return IntakeSettings(redis_url=url, queue_kind=kind, queue="mon:requests", results="mon:results",
+def _settings(url: str, kind: str = "list") -> IntakeConfig:
+    return IntakeConfig(redis_url=url, queue_kind=kind, queue="mon:requests", results="mon:results",
                           dead="mon:dead", status_prefix="mon:request:")
 
 
-def _fill_redis(settings: IntakeSettings) -> None:
+def _fill_redis(settings: IntakeConfig) -> None:
     """3 waiting, 2 claimed, 2 dead letters, 1 result."""
     client = settings.connect()
     queue = create_queue(client, settings)
@@ -287,7 +285,7 @@ def test_unreachable_or_unconfigured_redis_is_reported_not_raised(instance, worl
 
 
 def test_redis_password_is_redacted(instance, world):
-    settings = IntakeSettings(redis_url="redis://user:s3cret@127.0.0.1:1/0")
+    settings = IntakeConfig(redis_url="redis://user:s3cret@127.0.0.1:1/0")
     snap = collect_status(instance, settings, window_s=WINDOW_S, store=world["store"])
     assert snap.redis_url == "redis://user:***@127.0.0.1:1/0"
     assert "s3cret" not in json.dumps(snap.to_dict()) and "s3cret" not in render_prometheus(snap)

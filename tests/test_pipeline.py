@@ -13,11 +13,12 @@ from aiohttp import web
 from dagster import DagsterInstance, Definitions
 from PIL import Image
 
-from imgtrans_pipeline.core.config import Settings
 from imgtrans_pipeline.engines.ocr import run_ocr
+from imgtrans_pipeline.names import TRANSLATE_JOB, run_config
 from imgtrans_pipeline.orchestration.definitions import build_resources
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB, translate_images
+from imgtrans_pipeline.orchestration.jobs import translate_images
 from imgtrans_pipeline.orchestration.resources import ArtifactStoreResource, FetchResource, TranslatorResource
+from tests.dagster_services import pipeline_settings
 from tests.imagegen import character_error_rate, tall_image, text_image
 from tests.servers import serve_aiohttp
 
@@ -27,13 +28,8 @@ ARTIFACTS = ["source.png", "ocr.json", "translation.json", "mask.png", "inpainte
 STAGES = ["download", "ocr", "translate", "inpaint", "render", "publish"]
 
 
-def _settings(artifacts: Path, **overrides: Any) -> Settings:
-    base = Settings.from_env()
-    values = {**base.__dict__, "artifacts_url": str(artifacts), "models_dir": str(PROJECT / "models"),
-              "translation_cache": str(artifacts / "cache.sqlite"), "allow_private_urls": True,
-              "fonts_dir": ""}
-    values.update(overrides)
-    return Settings(**values)
+def _settings(artifacts: Path, **overrides: Any) -> Any:
+    return pipeline_settings(artifacts, **overrides)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +42,7 @@ def _run(tmp: Path, instance: DagsterInstance, requests: list[dict[str, Any]],
          resources: dict[str, Any] | None = None, **overrides: Any):
     resource_defs = {**build_resources(_settings(tmp / "artifacts", **overrides)), **(resources or {})}
     job = Definitions(jobs=[translate_images], resources=resource_defs).resolve_job_def(TRANSLATE_JOB)
-    config = {"ops": {"download": {"config": {"requests": requests}}}}
-    return job.execute_in_process(run_config=config, instance=instance, raise_on_error=False)
+    return job.execute_in_process(run_config=run_config(requests), instance=instance, raise_on_error=False)
 
 
 def _meta(tmp: Path, request_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dagster._core.definitions.reconstruct import build_reconstructable_job
 
 from imgtrans_pipeline.core.errors import EngineError
 from imgtrans_pipeline.engines.gpu import GpuMemoryGuard, cuda_memory
+from imgtrans_pipeline.names import run_config
 from imgtrans_pipeline.orchestration.io_managers import LIVE_OUTPUTS
 from tests.fixtures.imaging import build_tiny_lama
 from tests.imagegen import text_image
@@ -25,8 +26,7 @@ def test_reexecution_from_failure_reuses_the_steps_that_succeeded(tmp_path, monk
     monkeypatch.setattr(DefinitionsLoadContext, "_instance", None)
     model = tmp_path / "big-lama.pt"
     image = text_image(["全新升级"], width=360, height=140, font_size=44).save(tmp_path / "p.png")
-    config = {"ops": {"download": {"config": {"requests": [
-        {"request_id": "rx-1", "image_url": str(image), "source_lang": "zh", "target_lang": "en"}]}}}}
+    config = run_config([{"request_id": "rx-1", "image_url": str(image), "source_lang": "zh", "target_lang": "en"}])
     with instance_for_test() as instance:
         # Built inside: loading definitions reads the *current* instance's defs-state storage, and an instance an
         # earlier test opened without closing may still be registered as current.
@@ -95,7 +95,7 @@ def test_slim_outputs_keep_no_pixels_and_come_back_identical_from_the_artifact_s
     from imgtrans_pipeline.core.request import parse_request
     from imgtrans_pipeline.core.types import InpaintResult, RenderedImage, SourceImage
     from imgtrans_pipeline.orchestration.io_managers import rehydrate, slim
-    from imgtrans_pipeline.stages import WorkItem
+    from imgtrans_pipeline.pipeline import WorkItem
     from imgtrans_pipeline.storage import create_artifact_store
 
     def png(array: np.ndarray) -> bytes:

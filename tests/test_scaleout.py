@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
 
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB
-from imgtrans_pipeline.scaleout import settings as scaleout
+from imgtrans_pipeline import names
+from imgtrans_pipeline.names import TRANSLATE_JOB
+from imgtrans_pipeline.scaleout import celery_config as scaleout
 from tests.dagster_services import (
     BIN,
     PROJECT,
@@ -140,7 +141,7 @@ def _wait(instance: DagsterInstance, run_ids: list[str], cluster: Cluster, timeo
     while True:
         runs = {run_id: instance.get_run_by_id(run_id) for run_id in run_ids}
         done = all(r is not None and r.status in TERMINAL and (r.status != DagsterRunStatus.SUCCESS
-                                                               or scaleout.ENGINES_LOADED_TAG in r.tags)
+                                                               or names.TAG_ENGINES_LOADED in r.tags)
                    for r in runs.values())
         if done or time.monotonic() > deadline:
             return runs
@@ -184,19 +185,19 @@ def test_runs_spread_over_two_celery_workers_gpu_runs_routed_and_models_stay_war
             backend.close()
         placed: dict[str, tuple[str, int]] = {}
         for run_id, run in runs.items():
-            worker, pid = run.tags[scaleout.WORKER_TAG], int(run.tags[scaleout.WORKER_PID_TAG])
+            worker, pid = run.tags[names.TAG_WORKER], int(run.tags[names.TAG_WORKER_PID])
             assert pid == _dagster_run_pid(instance, run_id)
             assert celery_workers[run_id] == worker
             placed[run_id] = (worker.split("@", 1)[0], pid)
         records = {r.dagster_run.run_id: r for r in instance.get_run_records()}
         queues = [_celery_queues(instance, run_id)["run"] for run_id in run_ids]
 
-    names = [placed[run_id][0] for run_id in run_ids]
+    worker_names = [placed[run_id][0] for run_id in run_ids]
     # Routing: runs tagged for the gpu queue were sent to it, and went to the only worker listening on it.
     assert queues == ["gpu"] * GPU_RUNS + ["dagster"] * (len(run_ids) - GPU_RUNS), queues
-    assert names[:GPU_RUNS] == [GPU_WORKER] * GPU_RUNS, names
+    assert worker_names[:GPU_RUNS] == [GPU_WORKER] * GPU_RUNS, worker_names
     # Spread: both worker processes executed runs, and no run ran inside a daemon-spawned process.
-    assert set(names) == {GPU_WORKER, CPU_WORKER}, names
+    assert set(worker_names) == {GPU_WORKER, CPU_WORKER}, worker_names
     assert len({pid for _, pid in placed.values()}) == 2
     assert all(pid not in (p.pid for p in services.processes.values()) for _, pid in placed.values())
 
@@ -206,12 +207,12 @@ def test_runs_spread_over_two_celery_workers_gpu_runs_routed_and_models_stay_war
         by_pid.setdefault(placed[run_id][1], []).append(run_id)
     report = []
     for pid, ids in by_pid.items():
-        loaded = [int(runs[r].tags[scaleout.ENGINES_LOADED_TAG]) for r in ids]
-        seconds = [float(runs[r].tags[scaleout.TASK_SECONDS_TAG]) for r in ids]
+        loaded = [int(runs[r].tags[names.TAG_ENGINES_LOADED]) for r in ids]
+        seconds = [float(runs[r].tags[names.TAG_TASK_SECONDS]) for r in ids]
         report.append(f"{placed[ids[0]][0]} pid {pid}: engines loaded {loaded}, task seconds {seconds}")
         assert loaded[0] > 0, report
         assert all(n == 0 for n in loaded[1:]), report
-        assert len({runs[r].tags[scaleout.ENGINES_CACHED_TAG] for r in ids}) == 1, report
+        assert len({runs[r].tags[names.TAG_ENGINES_CACHED] for r in ids}) == 1, report
     assert any(len(ids) > 1 for ids in by_pid.values()), report  # 2 gpu runs share one worker at least
     print(f"\n{len(run_ids)} runs in {elapsed:.1f} s over 2 Celery workers; " + "; ".join(report))
 

@@ -17,8 +17,8 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context, instanc
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from imgtrans_pipeline.intake import DeadLetters, RequestStatus, create_queue
+from imgtrans_pipeline.names import TRANSLATE_JOB
 from imgtrans_pipeline.orchestration.definitions import build_definitions
-from imgtrans_pipeline.orchestration.jobs import TRANSLATE_JOB
 from imgtrans_pipeline.orchestration.resources import IntakeResource
 from imgtrans_pipeline.orchestration.sensors import redis_intake_sensor, run_key_for
 from tests.servers import free_port
@@ -203,7 +203,7 @@ def test_redis_down_fails_the_tick_without_claiming(instance):
 
 
 def test_status_dead_letters_and_queue_share_one_configuration(intake, redis_client):
-    settings = intake.settings()
+    settings = intake.config()
     assert isinstance(intake.status(), RequestStatus) and isinstance(intake.dead_letters(), DeadLetters)
     assert type(intake.queue()) is type(create_queue(redis_client, settings))
 
@@ -222,7 +222,7 @@ def test_failed_run_settles_only_what_its_publish_step_did_not(instance, intake)
     [letter] = intake.dead_letters().list()
     assert letter["request_id"] == "s2" and letter["run_id"] == "run-a" and letter["stage"] == "run"
     assert json.loads(letter["payload"])["request_id"] == "s2"  # the original message, ready to re-queue
-    results = [json.loads(r) for r in intake.client().lrange(intake.settings().results, 0, -1)]
+    results = [json.loads(r) for r in intake.client().lrange(intake.config().results, 0, -1)]
     assert [(r["request_id"], r["status"]) for r in results] == [("s2", "failed")]
     # When Dagster will retry the run, the request is only "failed" for now: nothing is dead-lettered.
     status.mark("s3", "running", run_id="run-b")

@@ -18,7 +18,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance
 
-from imgtrans_pipeline.scaleout import settings as scaleout_settings
+from imgtrans_pipeline import names
 from imgtrans_pipeline.scaleout.serve import LOCATION, thread_split
 from tests.dagster_services import BIN, PROJECT, free_port, initialize_instance, pipeline_env, prepare_home
 from tests.imagegen import text_image
@@ -84,11 +84,11 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
             # publish delivers the results a moment before the run ends; the worker tags the run after that.
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not all(
-                    r.is_finished and scaleout_settings.ENGINES_LOADED_TAG in r.tags for r in runs):
+                    r.is_finished and names.TAG_ENGINES_LOADED in r.tags for r in runs):
                 time.sleep(0.5)
                 runs = [instance.get_run_by_id(r.run_id) for r in runs]
             assert len(runs) == 2 and all(r.is_success for r in runs)
-            assert {r.tags[scaleout_settings.ENGINES_LOADED_TAG] for r in runs} == {"0"}  # warm from the start
+            assert {r.tags[names.TAG_ENGINES_LOADED] for r in runs} == {"0"}  # warm from the start
             assert instance.event_log_storage.get_concurrency_info("gpu").slot_count == 1  # no GPU: 1 per worker
     finally:
         descendants = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []

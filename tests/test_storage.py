@@ -428,19 +428,25 @@ def test_factory_local_path_and_file_url(tmp_path: Path) -> None:
         create_artifact_store(str(tmp_path / "d"), endpoint_url="http://x")
 
 
-def test_factory_s3_url_with_env(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_s3_store_configured_from_the_environment(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """IMGTRANS_S3_* reach the store through the settings and the artifacts resource (nothing else reads them)."""
+    from imgtrans_pipeline.core.settings import Settings
+    from imgtrans_pipeline.orchestration.definitions import build_resources
+
     bucket = _new_bucket(s3_server)
+    monkeypatch.setenv("IMGTRANS_ARTIFACTS", f"s3://{bucket}/seeds/out")
     monkeypatch.setenv("IMGTRANS_S3_ENDPOINT_URL", s3_server.endpoint_url)
     monkeypatch.setenv("IMGTRANS_S3_REGION", s3_server.region)
     monkeypatch.setenv("IMGTRANS_S3_PUBLIC_BASE_URL", "https://cdn.example.com")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)  # boto3's default credential chain
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
-    store = create_artifact_store(f"s3://{bucket}/seeds/out")
+    store = build_resources(Settings())["artifacts"].store()
     assert isinstance(store, S3ArtifactStore)
     assert store.put("r1", SOURCE, b"x") == f"s3://{bucket}/seeds/out/r1/source.png"
     assert store.public_url("r1", SOURCE) == "https://cdn.example.com/seeds/out/r1/source.png"
     assert s3_server.client().get_object(Bucket=bucket, Key="seeds/out/r1/source.png")["Body"].read() == b"x"
-    explicit = create_artifact_store(f"s3://{bucket}", public_base_url="https://other.example.com")
+    explicit = create_artifact_store(f"s3://{bucket}", endpoint_url=s3_server.endpoint_url, region=s3_server.region,
+                                     public_base_url="https://other.example.com")
     assert explicit.public_url("r1", SOURCE) == "https://other.example.com/r1/source.png"
 
 

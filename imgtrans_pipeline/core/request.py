@@ -141,3 +141,28 @@ def parse_request(raw: Any) -> TranslationRequest:
         priority=priority,
         callback_url=callback,
     )
+
+
+# --- conversions: the other shapes a request takes ---------------------------------------------------------------
+# A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
+# config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary")
+
+
+def to_config(request: TranslationRequest) -> dict[str, Any]:
+    """The request in the download op's config shape (what the Launchpad shows and the sensor submits)."""
+    config: dict[str, Any] = {"request_id": request.request_id, "image_url": request.image_url,
+                              "target_lang": request.target_lang, "source_lang": request.source_lang}
+    options = request.options.to_dict()
+    config.update({name: options[name] for name in _CONFIG_OPTIONS})
+    if request.callback_url:
+        config["callback_url"] = request.callback_url
+    return config
+
+
+def request_from_config(config: dict[str, Any]) -> TranslationRequest:
+    """Validate a request given in the download op's config shape (empty strings mean "not given")."""
+    raw: dict[str, Any] = {key: value for key, value in config.items()
+                           if key not in _CONFIG_OPTIONS and value not in ("", None)}
+    raw["options"] = {key: config[key] for key in _CONFIG_OPTIONS if key in config}
+    return parse_request(raw)

@@ -12,11 +12,11 @@ Every operation is safe to interrupt between any two Redis commands and to repea
 inside single Lua scripts or MULTI/EXEC blocks, and claimed work stays visible until acknowledged.
 """
 
+from .config import IntakeConfig
 from .dead import DeadLetters
 from .delivery import DeliveryOutcome, WebhookSender, encode_body, push_result, sign, verify_signature
 from .messages import load_schema, parse_message, request_id_of
 from .queue import ClaimedEntry, ListQueue, RequestQueue, StreamQueue, create_queue
-from .settings import IntakeSettings
 from .status import STATES, RequestStatus
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
     "ClaimedEntry",
     "DeadLetters",
     "DeliveryOutcome",
-    "IntakeSettings",
+    "IntakeConfig",
     "ListQueue",
     "RequestQueue",
     "RequestStatus",

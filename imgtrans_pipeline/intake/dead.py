@@ -24,9 +24,9 @@ from typing import Any
 
 import redis
 
+from .config import IntakeConfig
 from .messages import request_id_of
 from .queue import ClaimedEntry, ListQueue, StreamQueue
-from .settings import IntakeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def _dumps(record: dict[str, Any]) -> str:
 class DeadLetters:
     """The dead-letter queue of one intake (list or stream, like the request queue)."""
 
-    def __init__(self, client: redis.Redis, settings: IntakeSettings,
+    def __init__(self, client: redis.Redis, settings: IntakeConfig,
                  dedupe_window_seconds: int = DEDUPE_WINDOW_SECONDS) -> None:
         self.client = client
         self.settings = settings

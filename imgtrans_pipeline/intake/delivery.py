@@ -16,7 +16,8 @@ constant time, and reject timestamps more than a few minutes old (replay protect
 with the body is what makes the age check trustworthy.
 
 Delivery is at-least-once within one call: up to ``attempts`` tries with exponential backoff and jitter on
-connection errors, timeouts, 408, 429 and 5xx (a ``Retry-After`` header is honoured, capped); other statuses
+connection errors, timeouts and the statuses ``core.http`` retries (408, 429, 5xx...; a ``Retry-After`` header is
+honoured, capped); other statuses
 (4xx, 3xx: redirects are not followed) end the delivery at once. The callback URL comes from the request, i.e.
 from outside, so it passes the same SSRF guard as image downloads (:class:`UrlPolicy`, checked again at connect
 time by :class:`PolicyResolver`): a refused URL is a recorded non-delivery, never an exception. Nothing here
@@ -31,7 +32,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -42,17 +42,16 @@ import aiohttp
 import redis
 
 from ..core.errors import PipelineError, URLNotAllowed
-from ..core.http import parse_retry_after
+from ..core.http import Retryable, RetryPolicy, is_retryable_status, parse_retry_after
 from ..engines.fetch.downloader import redact_url
 from ..engines.fetch.policy import PolicyResolver, UrlPolicy
-from .settings import IntakeSettings
+from .config import IntakeConfig
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Imgtrans-Signature"
 TIMESTAMP_HEADER = "X-Imgtrans-Timestamp"
 DELIVERY_HEADER = "X-Imgtrans-Delivery"
-RETRYABLE_STATUS = frozenset({408, 429})
 
 
 def encode_body(payload: dict[str, Any]) -> bytes:
@@ -60,7 +59,7 @@ def encode_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str).encode("utf-8")
 
 
-def push_result(client: redis.Redis, settings: IntakeSettings, result: dict[str, Any]) -> None:
+def push_result(client: redis.Redis, settings: IntakeConfig, result: dict[str, Any]) -> None:
     """Append a finished request's result to the results list (consumers ``BRPOP`` it, oldest first)."""
     client.lpush(settings.results, encode_body(result).decode("utf-8"))
 
@@ -100,12 +99,6 @@ class DeliveryOutcome:
         return asdict(self)
 
 
-class _Retry(Exception):
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason, self.status, self.retry_after = reason, status, retry_after
-
-
 class _Final(Exception):
     def __init__(self, reason: str, status: int | None = None) -> None:
         super().__init__(reason)
@@ -128,12 +121,10 @@ class WebhookSender:
         if self.secret is None:
             logger.warning("webhooks are sent unsigned: set IMGTRANS_WEBHOOK_SECRET")
 
-    def backoff_delay(self, attempt: int, retry_after: float | None) -> float:
-        """Wait after failed attempt number ``attempt`` (1-based): exponential with jitter, at least Retry-After."""
-        delay = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1))) * random.uniform(0.5, 1.5)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, self.retry_after_max))
-        return delay
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(attempts=self.attempts, base_s=self.backoff_base, max_s=self.backoff_max,
+                           retry_after_max_s=self.retry_after_max)
 
     def headers(self, body: bytes, delivery_id: str, timestamp: int | None = None) -> dict[str, str]:
         ts = int(time.time()) if timestamp is None else timestamp
@@ -173,32 +164,25 @@ class WebhookSender:
         delivery_id = uuid.uuid4().hex
         connector = aiohttp.TCPConnector(resolver=PolicyResolver(self.policy), limit=1)
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        last_status: int | None = None
-        error: str | None = None
-        retry_after: float | None = None
+        attempt_number = 0
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-            for attempt in range(1, self.attempts + 1):
-                try:
-                    status = await self._post(session, target.url, body, delivery_id)
-                    logger.info("webhook %s delivered (HTTP %d, attempt %d)", shown, status, attempt)
-                    return DeliveryOutcome(True, attempt, status, None)
-                except _Retry as exc:
-                    last_status, error = exc.status, exc.reason
-                    retry_after = exc.retry_after
-                except URLNotAllowed as exc:  # resolved to a refused address at connect time
-                    return DeliveryOutcome(False, attempt, None, f"callback URL refused: {exc.reason}")
-                except _Final as exc:
-                    logger.warning("webhook %s not delivered: %s", shown, exc.reason)
-                    return DeliveryOutcome(False, attempt, exc.status, exc.reason)
-                if attempt == self.attempts:
-                    break
-                delay = self.backoff_delay(attempt, retry_after)
-                logger.warning("webhook %s: %s; retry %d/%d in %.2fs", shown, error, attempt, self.attempts - 1,
-                               delay)
-                await asyncio.sleep(delay)
-        reason = f"{error} (gave up after {self.attempts} attempts)"
-        logger.warning("webhook %s not delivered: %s", shown, reason)
-        return DeliveryOutcome(False, self.attempts, last_status, reason)
+            try:
+                async for attempt in self.retry_policy.retrying(f"webhook {shown}"):
+                    with attempt:
+                        attempt_number = attempt.retry_state.attempt_number
+                        status = await self._post(session, target.url, body, delivery_id)
+                        logger.info("webhook %s delivered (HTTP %d, attempt %d)", shown, status, attempt_number)
+                        return DeliveryOutcome(True, attempt_number, status, None)
+            except URLNotAllowed as exc:  # resolved to a refused address at connect time
+                return DeliveryOutcome(False, attempt_number, None, f"callback URL refused: {exc.reason}")
+            except _Final as exc:
+                logger.warning("webhook %s not delivered: %s", shown, exc.reason)
+                return DeliveryOutcome(False, attempt_number, exc.status, exc.reason)
+            except Retryable as exc:
+                reason = f"{exc.reason} (gave up after {self.attempts} attempts)"
+                logger.warning("webhook %s not delivered: %s", shown, reason)
+                return DeliveryOutcome(False, self.attempts, exc.status, reason)
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     async def _post(self, session: aiohttp.ClientSession, url: str, body: bytes, delivery_id: str) -> int:
         try:
@@ -209,13 +193,14 @@ class WebhookSender:
         except PipelineError:
             raise
         except TimeoutError as exc:
-            raise _Retry(f"timed out after {self.timeout}s") from exc
+            raise Retryable(f"timed out after {self.timeout}s") from exc
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise _Final(f"invalid callback URL: {exc}") from exc
         except aiohttp.ClientError as exc:  # refused, reset, DNS failure, ...
-            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         if 200 <= status < 300:
             return status
-        if status in RETRYABLE_STATUS or status >= 500:
-            raise _Retry(f"HTTP {status}", status, parse_retry_after(resp.headers.get("Retry-After")))
+        if is_retryable_status(status):
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            raise Retryable(f"HTTP {status}", status=status, retry_after=retry_after)
         raise _Final(f"HTTP {status} (not retried)", status)

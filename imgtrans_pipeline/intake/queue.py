@@ -37,8 +37,8 @@ import redis
 
 from ..core.errors import InvalidRequest
 from ..core.request import TranslationRequest
+from .config import IntakeConfig
 from .messages import parse_message
-from .settings import IntakeSettings
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class ListQueue:
 
     kind = "list"
 
-    def __init__(self, client: redis.Redis, settings: IntakeSettings) -> None:
+    def __init__(self, client: redis.Redis, settings: IntakeConfig) -> None:
         self.client = client
         self.key = settings.queue
         self.processing = settings.processing
@@ -192,7 +192,7 @@ class StreamQueue:
     kind = "stream"
     payload_field = "payload"
 
-    def __init__(self, client: redis.Redis, settings: IntakeSettings) -> None:
+    def __init__(self, client: redis.Redis, settings: IntakeConfig) -> None:
         self.client = client
         self.key = settings.queue
         self.group = settings.stream_group
@@ -322,7 +322,7 @@ class StreamQueue:
         return int(info.get("pending") or 0) if info else 0
 
 
-def create_queue(client: redis.Redis, settings: IntakeSettings) -> ListQueue | StreamQueue:
+def create_queue(client: redis.Redis, settings: IntakeConfig) -> ListQueue | StreamQueue:
     """The queue implementation named by ``settings.queue_kind``."""
     if settings.queue_kind == "stream":
         return StreamQueue(client, settings)

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis
 
-from .settings import IntakeSettings
+from .config import IntakeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def _text(value: Any) -> str:
 class RequestStatus:
     """Read and update the status hashes of one intake."""
 
-    def __init__(self, client: redis.Redis, settings: IntakeSettings) -> None:
+    def __init__(self, client: redis.Redis, settings: IntakeConfig) -> None:
         self.client = client
         self.prefix = settings.status_prefix
         self.ttl = settings.status_ttl_seconds

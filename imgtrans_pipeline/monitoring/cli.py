@@ -123,7 +123,7 @@ def run_status(instance: Any, intake_settings: Any | None, *, window_minutes: fl
 
 
 def _instance() -> Any:
-    from ..cli import dagster_instance  # the CLI's instance rule: $DAGSTER_HOME, else ./.dagster_home
+    from ..orchestration.instance import dagster_instance  # $DAGSTER_HOME, else ./.dagster_home
 
     return dagster_instance()
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -323,10 +322,9 @@ def stage_timings(samples: Iterable[dict[str, float]]) -> dict[str, StageTiming]
 def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None, sample: int) -> None:
     try:
         if store is None:
-            from ..core.config import Settings
-            from ..storage import create_artifact_store
+            from ..orchestration.definitions import build_resources
 
-            store = create_artifact_store(Settings.from_env().artifacts_url)
+            store = build_resources()["artifacts"].store()  # type: ignore[attr-defined]
         ids = recent_request_ids(instance, snapshot.job, sample)
         if not ids:
             return
@@ -345,11 +343,11 @@ def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None,
 
 def intake_settings_from_env() -> Any | None:
     """The intake's settings when Redis intake is configured (``IMGTRANS_REDIS_URL`` set), else None."""
-    if not os.environ.get("IMGTRANS_REDIS_URL"):
-        return None
-    from ..intake import IntakeSettings
+    from ..core.settings import get_settings
+    from ..intake import IntakeConfig
 
-    return IntakeSettings.from_env()
+    section = get_settings().intake
+    return IntakeConfig.from_settings(section) if section.enabled else None
 
 
 def collect_status(instance: Any, intake_settings: Any | None, *, window_s: float = DEFAULT_WINDOW_S,
@@ -358,7 +356,7 @@ def collect_status(instance: Any, intake_settings: Any | None, *, window_s: floa
                    now: float | None = None) -> StatusSnapshot:
     """One snapshot of the pipeline's state. Never raises for an unreachable source (see the ``*_error`` fields).
 
-    ``instance`` is a ``DagsterInstance``; ``intake_settings`` an ``IntakeSettings`` (None: Redis not configured);
+    ``instance`` is a ``DagsterInstance``; ``intake_settings`` an ``IntakeConfig`` (None: Redis not configured);
     ``store`` the artifact store holding ``meta.json`` files (default: ``IMGTRANS_ARTIFACTS``); ``redis_client``
     reuses a connection (the metrics server keeps one); ``now`` (epoch seconds) is the end of the window.
     """

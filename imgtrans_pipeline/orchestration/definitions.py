@@ -1,25 +1,25 @@
 """The Dagster entry point: the only module ``workspace.yaml`` names.
 
-Resources take their defaults from ``IMGTRANS_*`` environment variables (see ``core.config``); each can be
-overridden per run in the Launchpad under ``resources:``.
+Resources are built from the one settings object (``core.settings``: ``IMGTRANS_*`` variables), so their values
+show in the Launchpad as defaults that can be overridden per run under ``resources:``.
 """
 
 from __future__ import annotations
 
 from dagster import Definitions
 
-from ..core.config import Settings
+from ..core.settings import Settings, get_settings
 from .assets import TRANSLATION_ASSETS, translate_stored_images
 from .io_managers import translation_items_io_manager, work_items_io_manager
 from .jobs import translate_images
 from .resources import (
     ArtifactStoreResource,
     FetchResource,
-    GpuResource,
     InpaintResource,
     IntakeResource,
     OcrResource,
     RenderResource,
+    RuntimeResource,
     TranslatorResource,
 )
 from .schedules import translate_catalogue_schedule
@@ -27,33 +27,33 @@ from .sensors import redis_dead_letter_sensor, redis_intake_sensor
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
-    settings = settings or Settings.from_env()
+    settings = settings or get_settings()
+    fetch, ocr, translate, runtime = settings.fetch, settings.ocr, settings.translate, settings.runtime
     return {
-        "fetcher": FetchResource(
-            allow_private_urls=settings.allow_private_urls,
-            max_bytes=settings.max_download_bytes,
-            max_pixels=settings.max_image_pixels,
-            concurrency=settings.download_concurrency,
-        ),
-        "ocr_engine": OcrResource(engine=settings.ocr_engine, min_confidence=settings.min_confidence,
-                                  threads=settings.ocr_threads, models_dir=settings.models_dir),
-        "translator": TranslatorResource(
-            engine=settings.translate_engine,
-            models_dir=settings.models_dir,
-            model=settings.translate_model,
-            base_url=settings.translate_base_url,
-            cache_path=settings.translation_cache,
-            glossary_file=settings.glossary_file,
-        ),
-        "inpainting": InpaintResource(engine=settings.inpaint_engine, model_path=settings.lama_model_path),
-        "gpu": GpuResource(min_free_mb=settings.gpu_min_free_mb),
-        "renderer": RenderResource(fonts_dir=settings.fonts_dir),
-        "artifacts": ArtifactStoreResource(url=settings.artifacts_url),
+        "fetcher": FetchResource(allow_private_urls=fetch.allow_private_urls, max_bytes=fetch.max_download_bytes,
+                                 max_pixels=fetch.max_image_pixels, concurrency=fetch.concurrency,
+                                 retries=fetch.retries, timeout_s=fetch.timeout_s,
+                                 s3_endpoint_url=settings.s3.endpoint_url or ""),
+        "ocr_engine": OcrResource(engine=ocr.engine, fallback_engine=ocr.fallback_engine,
+                                  min_confidence=ocr.min_confidence, tall_ratio=ocr.tall_ratio,
+                                  threads=ocr.threads or 1, models_dir=str(settings.models_dir)),
+        "translator": TranslatorResource(engine=translate.engine, models_dir=str(settings.models_dir),
+                                         model=translate.model, base_url=translate.base_url,
+                                         cache_path=translate.cache or "", glossary_file=translate.glossary_file),
+        "inpainting": InpaintResource(engine=settings.inpaint.engine, model_path=settings.inpaint.lama_model or "",
+                                      device=settings.inpaint.device),
+        "renderer": RenderResource(fonts_dir=settings.render.fonts_dir or ""),
+        "artifacts": ArtifactStoreResource(url=settings.artifacts, s3_endpoint_url=settings.s3.endpoint_url or "",
+                                           s3_region=settings.s3.region or "",
+                                           public_base_url=settings.s3.public_base_url or "",
+                                           presign_expires_s=settings.s3.presign_expires or 0),
+        "runtime": RuntimeResource(item_threads=runtime.item_threads or 1, gpu_min_free_mb=runtime.gpu_min_free_mb,
+                                   gpu_wait_timeout_s=runtime.gpu_wait_timeout_s),
         "translation_items": translation_items_io_manager,  # the assets' per-partition items
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
-        "intake": IntakeResource(batch_size=settings.batch_size, max_in_flight=settings.max_in_flight,
-                                 claim_wait_seconds=settings.claim_wait_seconds,
-                                 allow_private_callbacks=settings.allow_private_urls),
+        "intake": IntakeResource(batch_size=runtime.batch_size, max_in_flight=settings.intake.max_in_flight,
+                                 claim_wait_seconds=settings.intake.claim_wait_s,
+                                 allow_private_callbacks=fetch.allow_private_urls),
     }
 
 

@@ -33,7 +33,8 @@ from dagster import (
 )
 from PIL import Image
 
-from ..stages import WorkItem
+from ..names import INPAINTED_PNG, MASK_PNG, SOURCE_PNG, find_result_name, result_name
+from ..pipeline import WorkItem
 from ..storage.base import ArtifactStore
 
 
@@ -42,18 +43,14 @@ def _decode(data: bytes, mode: str) -> np.ndarray:
         return np.asarray(image.convert(mode)).copy()
 
 
-def _result_name(item: WorkItem) -> str | None:
-    return next((name for name in item.artifacts if name.startswith("result.")), None)
-
-
 def slim(item: WorkItem) -> WorkItem:
     """A copy without the images the artifact store already holds (they are what makes an item ~30 MB)."""
     light = dataclasses.replace(item)
-    if light.source is not None and "source.png" in item.artifacts:
+    if light.source is not None and SOURCE_PNG in item.artifacts:
         light.source = dataclasses.replace(light.source, pixels=None, png_bytes=b"")  # type: ignore[arg-type]
-    if light.inpainted is not None and {"mask.png", "inpainted.png"} <= item.artifacts.keys():
+    if light.inpainted is not None and {MASK_PNG, INPAINTED_PNG} <= item.artifacts.keys():
         light.inpainted = dataclasses.replace(light.inpainted, mask=None, pixels=None)  # type: ignore[arg-type]
-    if light.rendered is not None and _result_name(item) and not item.reused_from:
+    if light.rendered is not None and find_result_name(item.artifacts) and not item.reused_from:
         light.rendered = dataclasses.replace(light.rendered, pixels=None, encoded=b"")  # type: ignore[arg-type]
     return light
 
@@ -69,13 +66,13 @@ def rehydrate(item: WorkItem, store: ArtifactStore) -> WorkItem:
                                f"{name} is gone ({error}); run it again from the start") from error
 
     if item.source is not None and item.source.pixels is None:
-        data = read("source.png")
+        data = read(SOURCE_PNG)
         item.source = dataclasses.replace(item.source, pixels=_decode(data, "RGB"), png_bytes=data)
     if item.inpainted is not None and item.inpainted.pixels is None:
-        item.inpainted = dataclasses.replace(item.inpainted, mask=_decode(read("mask.png"), "L"),
-                                             pixels=_decode(read("inpainted.png"), "RGB"))
+        item.inpainted = dataclasses.replace(item.inpainted, mask=_decode(read(MASK_PNG), "L"),
+                                             pixels=_decode(read(INPAINTED_PNG), "RGB"))
     if item.rendered is not None and item.rendered.pixels is None:
-        data = read(_result_name(item) or "result.png")
+        data = read(find_result_name(item.artifacts) or result_name("png"))
         item.rendered = dataclasses.replace(item.rendered, pixels=_decode(data, "RGB"), encoded=data)
     return item
 

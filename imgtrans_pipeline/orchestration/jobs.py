@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from dagster import in_process_executor, job
 
+from .. import names
 from .ops import download, inpaint, ocr, publish, render, translate
-
-TRANSLATE_JOB = "translate_images"
 
 
 @job(
-    name=TRANSLATE_JOB,
+    name=names.TRANSLATE_JOB,
     description="Translate the text inside images: download, OCR, translate ∥ inpaint, render, publish.",
-    tags={"imgtrans/pipeline": "translate"},
+    tags={names.TAG_PIPELINE: "translate"},
     # One process per run, not per step: the multiprocess executor would start a process for every op and load
     # its models again each time (~2 s per step measured). Requests inside a run are batched instead.
     executor_def=in_process_executor,

@@ -1,48 +1,53 @@
-"""What the Dagster layer records about each request, shared by the intake job's ops and the partitioned assets.
+"""How a Dagster step runs a stage and records what it produced: the one path every op and asset takes.
 
 Every unit of work is one *translation*: an image (content hash) in one source language into one target language.
 It is the partition key of the per-request assets, so the UI shows each translation's lineage and history
 whether it was produced by a queued request, a Launchpad run or a backfill.
+
+* :func:`run_stage` copies the step's input items, runs the stage through the ``StageRunner`` and asks Dagster to
+  retry the step while transient failures remain (on the last attempt they stay recorded failures);
+* :func:`record_requests` (ops) logs one materialization and the checks per request, on its partition;
+* :func:`asset_outputs` (assets over a partition range) yields the output with summary metadata and one check
+  result per check.
+Which artifact, metadata and checks belong to each stage is said once, in ``STAGE_RECORDS``.
 """
 
-import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from dagster import (
     AssetCheckEvaluation,
+    AssetCheckResult,
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
     DynamicPartitionsDefinition,
     Failure,
     MetadataValue,
+    Output,
     TableColumn,
     TableRecord,
     TableSchema,
 )
 
+from .. import names
 from ..core.errors import PipelineError
-from ..core.types import OcrResult
-from ..stages import WorkItem
+from ..pipeline import Engines, StageRunner, WorkItem, copy_items
+from .resources import stage_runner
 
-ASSET_PREFIX = "imgtrans"
-TRANSLATIONS = DynamicPartitionsDefinition(name="translations")
+TRANSLATIONS = DynamicPartitionsDefinition(name=names.TRANSLATIONS_PARTITIONS)
 MAX_RETRIES = 3
 
-SOURCE_IMAGE = AssetKey([ASSET_PREFIX, "source_image"])
-OCR_RESULT = AssetKey([ASSET_PREFIX, "ocr_result"])
-TRANSLATION = AssetKey([ASSET_PREFIX, "translation"])
-INPAINTED_IMAGE = AssetKey([ASSET_PREFIX, "inpainted_image"])
-RENDERED_IMAGE = AssetKey([ASSET_PREFIX, "rendered_image"])
-ASSET_KEYS = {"source_image": SOURCE_IMAGE, "ocr_result": OCR_RESULT, "translation": TRANSLATION,
-              "inpainted_image": INPAINTED_IMAGE, "rendered_image": RENDERED_IMAGE}
 
-CHECK_ONE_TRANSLATION_PER_BLOCK = "one_translation_per_block"
-CHECK_NO_SOURCE_TEXT_LEFT = "no_source_text_left"
-CHECK_OUTPUT_DECODES = "output_decodes"
+def asset_key(name: str) -> AssetKey:
+    return AssetKey([names.ASSET_PREFIX, name])
 
 
 class TransientStageError(Exception):
@@ -61,20 +66,10 @@ def permanent_errors_fail_once() -> Iterator[None]:
         raise Failure(f"[{error.stage}] {error.reason}", allow_retries=False) from error
 
 
-def partition_key(content_hash: str, source_lang: str, target_lang: str) -> str:
-    """``<sha256>.<source>.<target>``: also a valid request id, used as such by backfill runs."""
-    return f"{content_hash}.{source_lang}.{target_lang}"
-
-
-def parse_partition_key(key: str) -> tuple[str, str, str]:
-    content_hash, source_lang, target_lang = key.split(".", 2)
-    return content_hash, source_lang, target_lang
-
-
 def item_partition(item: WorkItem) -> str | None:
     if item.source is None:
         return None
-    return partition_key(item.source.content_hash, item.request.source_lang, item.request.target_lang)
+    return names.partition_key(item.source.content_hash, item.request.source_lang, item.request.target_lang)
 
 
 def register_partitions(instance: DagsterInstance, items: Iterable[WorkItem]) -> None:
@@ -85,39 +80,41 @@ def register_partitions(instance: DagsterInstance, items: Iterable[WorkItem]) ->
         instance.add_dynamic_partitions(TRANSLATIONS.name, new)
 
 
-def copy_items(items: list[WorkItem]) -> list[WorkItem]:
-    # Steps must not mutate their inputs: with the in-memory IO manager two branches (translate ∥ inpaint) and a
-    # retried attempt would otherwise see each other's changes. Shallow copies share the big pixel arrays.
-    return [
-        dataclasses.replace(item, timings=dict(item.timings), artifacts=dict(item.artifacts),
-                            engines=dict(item.engines))
-        for item in items
-    ]
-
-
 def retry_transient(context: Any, items: list[WorkItem], stage: str) -> None:
     """Make Dagster retry the step (with backoff) while transient failures remain and retries are left; on the
     last attempt they stay recorded failures, so the rest of the batch still completes."""
-    transient = [item for item in items if item.failed_transiently and item.failure["stage"] == stage]
+    transient = [item for item in items if item.failed_transiently and item.failure["stage"] == stage]  # type: ignore[index]
     if transient and context.retry_number < MAX_RETRIES:
-        reasons = "; ".join(f"{item.request_id}: {item.failure['reason']}" for item in transient)
+        reasons = "; ".join(f"{item.request_id}: {item.failure['reason']}" for item in transient)  # type: ignore[index]
         raise TransientStageError(f"{len(transient)} request(s) failed transiently in {stage}: {reasons}")
 
 
-def materialize(context: Any, asset: str, item: WorkItem, artifact: str, **metadata: Any) -> None:
-    """Record one request's artifact as a materialization of its translation partition."""
-    uri = item.artifacts.get(artifact)
-    meta: dict[str, Any] = {"request_id": item.request_id, "artifact": MetadataValue.url(uri) if uri else None,
-                            **metadata}
-    if item.source is not None:
-        meta["content_hash"] = item.source.content_hash
-    context.log_event(AssetMaterialization(
-        asset_key=ASSET_KEYS[asset],
-        description=f"{asset} of request {item.request_id}",
-        partition=item_partition(item),
-        metadata={k: v for k, v in meta.items() if v is not None},
-        tags={"imgtrans/request_id": item.request_id},
-    ))
+def run_stage(context: Any, stage: str, items: list[WorkItem], runner: StageRunner | None = None
+              ) -> list[WorkItem]:
+    """Run ``stage`` on copies of ``items`` (a step must not mutate its inputs: with in-memory outputs two branches
+    and a retried attempt would see each other's changes)."""
+    items = copy_items(items)
+    runner = runner or stage_runner(context.resources)
+    with permanent_errors_fail_once():
+        runner.prepare(stage)
+    runner.run(stage, items)
+    retry_transient(context, items, stage)
+    return items
+
+
+# --- what each stage records ----------------------------------------------------------------------------------
+
+Check = Callable[[WorkItem, Engines], tuple[bool, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    asset: str
+    artifact: Callable[[WorkItem], str | None]  # the artifact the materialization links to
+    produced: Callable[[WorkItem], bool]  # whether the stage produced something for this item
+    metadata: Callable[[WorkItem], dict[str, Any]]  # per request
+    checks: Sequence[tuple[str, Check]] = ()
+    sampled_checks: frozenset[str] = field(default_factory=frozenset)  # costly: one request per step
 
 
 TEXT_TABLE_SCHEMA = TableSchema(columns=[TableColumn("block", "int"), TableColumn("source", "string"),
@@ -132,15 +129,8 @@ def text_table(item: WorkItem) -> MetadataValue:
     return MetadataValue.table(records=records, schema=TEXT_TABLE_SCHEMA)
 
 
-def timings_metadata(item: WorkItem) -> dict[str, float]:
-    return {f"seconds_{stage}": round(seconds, 3) for stage, seconds in item.timings.items()}
-
-
 def preview(pixels: np.ndarray, max_side: int = 200) -> MetadataValue:
     """A small JPEG thumbnail inlined in the metadata, so the asset page shows the result at a glance."""
-    import base64
-    import io
-
     from PIL import Image
 
     image = Image.fromarray(pixels)
@@ -150,10 +140,7 @@ def preview(pixels: np.ndarray, max_side: int = 200) -> MetadataValue:
     return MetadataValue.md(f"![preview](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})")
 
 
-# --- quality checks --------------------------------------------------------------------------------------------
-
-
-def check_one_translation_per_block(item: WorkItem) -> tuple[bool, dict[str, Any]]:
+def check_one_translation_per_block(item: WorkItem, engines: Engines) -> tuple[bool, dict[str, Any]]:
     assert item.ocr is not None and item.translation is not None
     blocks, translations = len(item.ocr.blocks), len(item.translation.translations)
     empty = [i for i, (s, t) in enumerate(zip(item.translation.source_texts, item.translation.translations,
@@ -162,21 +149,17 @@ def check_one_translation_per_block(item: WorkItem) -> tuple[bool, dict[str, Any
                                                    "empty_translations": len(empty)}
 
 
-def check_no_source_text_left(item: WorkItem, recognize: Callable[[np.ndarray, str], OcrResult]
-                              ) -> tuple[bool, dict[str, Any]]:
+def check_no_source_text_left(item: WorkItem, engines: Engines) -> tuple[bool, dict[str, Any]]:
     """Re-OCR the inpainted image: none of the erased blocks' text may still be readable."""
     assert item.inpainted is not None and item.ocr is not None
-    lang = item.source_lang or item.request.source_lang
-    again = recognize(item.inpainted.pixels, lang)
+    again = engines.ocr.recognize(item.inpainted.pixels, item.source_lang or item.request.source_lang)
     seen = "".join(block.text for block in again.blocks)
     left = [block.text for block in item.ocr.blocks if len(block.text) >= 2 and block.text in seen]
     return not left, {"still_readable": ", ".join(left) or "none", "blocks_erased": len(item.ocr.blocks)}
 
 
-def check_output_decodes(item: WorkItem) -> tuple[bool, dict[str, Any]]:
+def check_output_decodes(item: WorkItem, engines: Engines) -> tuple[bool, dict[str, Any]]:
     """The encoded result opens as an image of the source's size."""
-    import io
-
     from PIL import Image
 
     assert item.rendered is not None and item.source is not None
@@ -190,9 +173,86 @@ def check_output_decodes(item: WorkItem) -> tuple[bool, dict[str, Any]]:
                                                              "format": item.rendered.format}
 
 
-def log_check(context: Any, asset_key: AssetKey, check_name: str, item: WorkItem,
-              result: tuple[bool, dict[str, Any]]) -> None:
-    passed, metadata = result
-    context.log_event(AssetCheckEvaluation(asset_key=asset_key, check_name=check_name, passed=passed,
-                                           metadata={"request_id": item.request_id, **metadata},
-                                           partition=item_partition(item)))
+def _timings(item: WorkItem) -> dict[str, float]:
+    return {f"seconds_{stage}": round(seconds, 3) for stage, seconds in item.timings.items()}
+
+
+def _ocr_metadata(item: WorkItem) -> dict[str, Any]:
+    assert item.ocr is not None
+    return {"regions": len(item.ocr.regions), "blocks": len(item.ocr.blocks),
+            "detected_lang": item.source_lang or "none",
+            "text": MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)")}
+
+
+def _render_metadata(item: WorkItem) -> dict[str, Any]:
+    assert item.rendered is not None
+    return {"format": item.rendered.format, "blocks_drawn": item.rendered.blocks_drawn, "font": item.rendered.font,
+            "preview": preview(item.rendered.pixels), **_timings(item)}
+
+
+STAGE_RECORDS: dict[str, StageRecord] = {
+    names.DOWNLOAD: StageRecord(
+        names.SOURCE_IMAGE, lambda i: names.SOURCE_PNG, lambda i: i.needs_work and i.source is not None,
+        lambda i: {"width": i.source.width, "height": i.source.height,  # type: ignore[union-attr]
+                   "source_format": i.source.source_format}),  # type: ignore[union-attr]
+    names.OCR: StageRecord(names.OCR_RESULT, lambda i: names.OCR_JSON, lambda i: i.ocr is not None, _ocr_metadata),
+    names.TRANSLATE: StageRecord(
+        names.TRANSLATION, lambda i: names.TRANSLATION_JSON, lambda i: i.translation is not None,
+        lambda i: {"texts": len(i.translation.translations), "engine": i.engines.get("translate", ""),  # type: ignore[union-attr]
+                   "cache_hits": i.translation.cache_hits, "text_table": text_table(i)},  # type: ignore[union-attr]
+        checks=((names.CHECK_ONE_TRANSLATION_PER_BLOCK, check_one_translation_per_block),)),
+    names.INPAINT: StageRecord(
+        names.INPAINTED_IMAGE, lambda i: names.INPAINTED_PNG, lambda i: i.inpainted is not None,
+        lambda i: {"engine": i.inpainted.engine, "mask": MetadataValue.url(i.artifacts[names.MASK_PNG]),  # type: ignore[union-attr]
+                   "masked_fraction": round(float((i.inpainted.mask > 0).mean()), 4)},  # type: ignore[union-attr]
+        # Re-OCR costs about as much as OCR itself, so it runs on the first erased image of a step.
+        checks=((names.CHECK_NO_SOURCE_TEXT_LEFT, check_no_source_text_left),),
+        sampled_checks=frozenset({names.CHECK_NO_SOURCE_TEXT_LEFT})),
+    names.RENDER: StageRecord(
+        names.RENDERED_IMAGE, lambda i: names.find_result_name(i.artifacts), lambda i: i.rendered is not None,
+        _render_metadata, checks=((names.CHECK_OUTPUT_DECODES, check_output_decodes),)),
+}
+
+
+def _checked(record: StageRecord, check_name: str, items: list[WorkItem]) -> list[WorkItem]:
+    done = [item for item in items if item.ok and record.produced(item)]
+    if check_name in record.sampled_checks:
+        return [item for item in done if item.ocr is not None and item.ocr.blocks][:1]
+    return done
+
+
+def record_requests(context: Any, stage: str, items: list[WorkItem], engines: Engines) -> None:
+    """Ops: one materialization of the stage's asset per request, and its checks, on the request's partition."""
+    record = STAGE_RECORDS[stage]
+    key = asset_key(record.asset)
+    for item in items:
+        if not (item.ok and record.produced(item)):
+            continue
+        uri = item.artifacts.get(record.artifact(item) or "")
+        metadata: dict[str, Any] = {"request_id": item.request_id, "artifact": MetadataValue.url(uri) if uri else None,
+                                    **record.metadata(item)}
+        if item.source is not None:
+            metadata["content_hash"] = item.source.content_hash
+        context.log_event(AssetMaterialization(
+            asset_key=key, description=f"{record.asset} of request {item.request_id}",
+            partition=item_partition(item), metadata={k: v for k, v in metadata.items() if v is not None},
+            tags={names.TAG_FIRST_REQUEST: item.request_id}))
+    for check_name, check in record.checks:
+        for item in _checked(record, check_name, items):
+            passed, metadata = check(item, engines)
+            context.log_event(AssetCheckEvaluation(asset_key=key, check_name=check_name, passed=passed,
+                                                   metadata={"request_id": item.request_id, **metadata},
+                                                   partition=item_partition(item)))
+
+
+def asset_outputs(stage: str, items: list[WorkItem], engines: Engines,
+                  summary: dict[str, Any]) -> Iterator[Output | AssetCheckResult]:
+    """Assets over a partition range: the items with ``summary`` metadata, then one result per check."""
+    record = STAGE_RECORDS[stage]
+    yield Output(items, metadata=summary)
+    for check_name, check in record.checks:
+        results = [(item, check(item, engines)) for item in _checked(record, check_name, items)]
+        failed = [item.request_id for item, (passed, _) in results if not passed]
+        yield AssetCheckResult(check_name=check_name, passed=not failed,
+                               metadata={"checked": len(results), "failed": len(failed),
+                                         "failed_partitions": MetadataValue.json(failed[:50])})

@@ -1,176 +1,134 @@
-"""Dagster resources: configuration of each engine, and the engine itself loaded once per process.
+"""Dagster resources: thin, configurable clients of the engines, one per stage concern.
 
-A ``ConfigurableResource`` is instantiated for every run, but models must not be: the engines are kept in a
-process-wide cache keyed by their configuration, so the CLI (many runs in one process), in-process tests and a
-warm run worker all load each model exactly once.
+Each resource holds only configuration (its values come from ``core.settings`` in ``definitions.build_resources``,
+and the Launchpad can override any of them per run) and hands out the plain-Python engine it configures, built
+once per process through the engine registry's cache (``engines.registry.cached_engine``): the CLI (many runs in
+one process), in-process tests and a warm run worker all load each model exactly once.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import numpy as np
 from dagster import ConfigurableResource
 
-from ..core.errors import EngineError, UnsupportedLanguagePair
-from ..core.types import OcrResult, RenderedImage, SourceImage, TranslationResult
+from ..core.settings import (
+    FetchSection,
+    InpaintSection,
+    IntakeSection,
+    OcrSection,
+    RuntimeSection,
+    TranslateSection,
+    default_of,
+    get_settings,
+)
+from ..core.types import SourceImage
 from ..engines.fetch import Downloader, FetchSettings
-from ..engines.gpu import runs_on_gpu
-from ..engines.inpaint import create_inpainter
-from ..engines.ocr import create_ocr_engine, run_ocr
-from ..engines.render import TextRenderer, encode_image
-from ..engines.translate import TranslationCache, TranslationService, create_translator
+from ..engines.gpu import GpuMemoryGuard
+from ..engines.inpaint import INPAINT_ENGINES
+from ..engines.inpaint.base import Inpainter
+from ..engines.ocr import OCR_ENGINES
+from ..engines.ocr.router import OcrRouter
+from ..engines.registry import cached_engine, options_key
+from ..engines.render import TextRenderer
+from ..engines.translate import TRANSLATE_ENGINES, TranslationCache, TranslationService
+from ..pipeline import Engines, StageRunner
 from ..storage import create_artifact_store
 from ..storage.base import ArtifactStore
 
-T = TypeVar("T")
-_cache: dict[tuple[Any, ...], Any] = {}
-_cache_lock = threading.Lock()
-
-
-def process_cached(key: tuple[Any, ...], factory: Callable[[], T]) -> T:
-    """Build an engine once per process per configuration (thread-safe)."""
-    with _cache_lock:
-        if key not in _cache:
-            _cache[key] = factory()
-        return _cache[key]
-
-
-def cached_keys() -> frozenset[tuple[Any, ...]]:
-    """What this process has loaded (the Celery workers report warm vs cold runs from it)."""
-    with _cache_lock:
-        return frozenset(_cache)
+# The resource keys a stage needs (ops and assets require all of them: engines load lazily, on first use).
+PIPELINE_RESOURCE_KEYS = frozenset({"fetcher", "ocr_engine", "translator", "inpainting", "renderer", "artifacts",
+                                    "runtime"})
 
 
 class FetchResource(ConfigurableResource):
     """Downloads (http/https, file, s3) with retries, limits and the private-address guard."""
 
-    allow_private_urls: bool = False
-    max_bytes: int = 30 * 1024 * 1024
-    max_pixels: int = 60_000_000
-    concurrency: int = 8
-    retries: int = 4  # in-process retries with backoff; the op's RetryPolicy retries what is still failing
+    allow_private_urls: bool = default_of(FetchSection, "allow_private_urls")
+    max_bytes: int = default_of(FetchSection, "max_download_bytes")
+    max_pixels: int = default_of(FetchSection, "max_image_pixels")
+    concurrency: int = default_of(FetchSection, "concurrency")
+    retries: int = default_of(FetchSection, "retries")  # in-process; the op's RetryPolicy retries what is left
     backoff_base_s: float = 0.5
-    timeout_s: float = 30.0
+    timeout_s: float = default_of(FetchSection, "timeout_s")
     s3_endpoint_url: str = ""
 
     def downloader(self) -> Downloader:
-        settings = FetchSettings(
-            allow_private=self.allow_private_urls,
-            max_bytes=self.max_bytes,
-            max_pixels=self.max_pixels,
-            concurrency=self.concurrency,
-            retries=self.retries,
-            backoff_base=self.backoff_base_s,
-            total_timeout=self.timeout_s,
-            s3_endpoint_url=self.s3_endpoint_url or None,
-        )
-        return process_cached(("fetch", repr(settings)), lambda: Downloader(settings))
+        settings = FetchSettings(allow_private=self.allow_private_urls, max_bytes=self.max_bytes,
+                                 max_pixels=self.max_pixels, concurrency=self.concurrency, retries=self.retries,
+                                 backoff_base=self.backoff_base_s, total_timeout=self.timeout_s,
+                                 s3_endpoint_url=self.s3_endpoint_url or None)
+        return cached_engine(("fetch", repr(settings)), lambda: Downloader(settings))
 
     def fetch_images(self, urls: list[str]) -> list[SourceImage | Exception]:
         return self.downloader().fetch_images(urls)
 
 
 class OcrResource(ConfigurableResource):
-    """OCR engine per source language: the primary engine, and a fallback for languages it cannot read."""
+    """OCR per source language: the primary engine, and a fallback for languages it cannot read."""
 
-    engine: str = "rapidocr"
-    fallback_engine: str = "tesseract"  # the only offline engine for Korean source text
-    min_confidence: float = 0.6
-    tall_ratio: float = 3.0
-    # onnxruntime threads per OCR call; requests of a batch are also OCR'd in parallel (IMGTRANS_ITEM_THREADS),
-    # so the default is cores / item threads (IMGTRANS_OCR_THREADS, core.config).
-    threads: int = 1
+    engine: str = default_of(OcrSection, "engine")
+    fallback_engine: str = default_of(OcrSection, "fallback_engine")
+    min_confidence: float = default_of(OcrSection, "min_confidence")
+    tall_ratio: float = default_of(OcrSection, "tall_ratio")
+    threads: int = 1  # onnxruntime threads per OCR call (settings: cores / item threads)
     models_dir: str = "models"
 
-    def _engine(self, name: str) -> Any:
-        options: dict[str, Any] = {}
-        if name == "rapidocr":
-            options["threads"] = self.threads
-        if name == "paddle":
-            options["models_dir"] = self.models_dir
-        return process_cached(("ocr", name, tuple(sorted(options.items()))),
-                              lambda: create_ocr_engine(name, **options))
+    def _loader(self, name: str) -> Any:
+        options: dict[str, Any] = {"threads": self.threads}
+        if OCR_ENGINES.canonical(name) == "paddle":
+            options["model_root"] = str(Path(self.models_dir) / "paddle")
+        OCR_ENGINES.check_options(name, options)
+        key = ("ocr", OCR_ENGINES.canonical(name), options_key(options))
+        return lambda: cached_engine(key, lambda: OCR_ENGINES.create(name, **options))
 
-    def engine_for(self, lang: str) -> Any:
-        primary = self._engine(self.engine)
-        if lang == "auto" or lang in primary.languages() or not self.fallback_engine:
-            return primary
-        fallback = self._engine(self.fallback_engine)
-        return fallback if lang in fallback.languages() else primary
-
-    def check_language(self, lang: str) -> None:
-        engine = self.engine_for(lang)
-        if lang != "auto" and lang not in engine.languages():
-            raise EngineError(f"no OCR engine reads '{lang}' (tried {self.engine}, {self.fallback_engine})",
-                              stage="ocr")
-
-    def recognize(self, image: np.ndarray, lang: str) -> OcrResult:
-        return run_ocr(self.engine_for(lang), image, lang, min_confidence=self.min_confidence,
-                       tall_ratio=self.tall_ratio)
-
-    def versions(self) -> dict[str, str]:
-        return {"ocr": self._engine(self.engine).version()}
-
-    def item_threads(self) -> int | None:
-        """Requests OCR'd at once: one on a GPU, else the stage default (``IMGTRANS_ITEM_THREADS``)."""
-        return 1 if runs_on_gpu(self._engine(self.engine)) else None
+    def router(self) -> OcrRouter:
+        fallback = self._loader(self.fallback_engine) if self.fallback_engine else None
+        return OcrRouter(self._loader(self.engine), fallback, min_confidence=self.min_confidence,
+                         tall_ratio=self.tall_ratio, names=(self.engine, self.fallback_engine or "none"))
 
 
 class TranslatorResource(ConfigurableResource):
-    """Translation engine + cache + glossary. API engines read their key from the environment."""
+    """Translation engine + cache + glossary. API keys come from the settings (never from run config)."""
 
-    engine: str = "ctranslate2"
+    engine: str = default_of(TranslateSection, "engine")
     models_dir: str = "models"
     model: str = ""  # API model name (gemini/openai); empty = engine default
     base_url: str = ""  # API base URL (openai-compatible servers, or a Gemini proxy)
-    api_key_env: str = ""  # name of the env var holding the key; empty = engine default
     cache_path: str = ""  # SQLite translation cache; empty = no cache
     glossary_file: str = ""  # JSON object {term: translation} applied to every request
 
     def _options(self) -> dict[str, Any]:
+        engine = TRANSLATE_ENGINES.canonical(self.engine)
+        if engine == "ctranslate2":
+            return {"models_dir": self.models_dir}
         options: dict[str, Any] = {}
-        if self.engine == "ctranslate2":
-            options["models_dir"] = self.models_dir
         if self.model:
             options["model"] = self.model
         if self.base_url:
             options["base_url"] = self.base_url
-        if self.api_key_env:
-            options["api_key_env"] = self.api_key_env
+        key = get_settings().translate.key_for(engine)
+        if key:
+            options["api_key"] = key
         return options
 
     def service(self) -> TranslationService:
         options = self._options()
 
         def build() -> TranslationService:
-            translator = create_translator(self.engine, **options)
+            translator = TRANSLATE_ENGINES.create(self.engine, **options)
             cache = TranslationCache(Path(self.cache_path)) if self.cache_path else None
             glossary: dict[str, str] = {}
             if self.glossary_file:
                 glossary = json.loads(Path(self.glossary_file).read_text(encoding="utf-8"))
             return TranslationService(translator, cache=cache, glossary=glossary)
 
-        key = ("translate", self.engine, tuple(sorted(options.items())), self.cache_path, self.glossary_file)
-        return process_cached(key, build)
-
-    def check_pair(self, source_lang: str, target_lang: str) -> None:
-        translator = self.service().translator
-        if not translator.supports(source_lang, target_lang):
-            raise UnsupportedLanguagePair(source_lang, target_lang, translator.name)
-
-    def translate(self, texts: list[str], source_lang: str, target_lang: str,
-                  glossary: dict[str, str]) -> TranslationResult:
-        return self.service().translate(texts, source_lang, target_lang, glossary=glossary or None)
-
-    def versions(self) -> dict[str, str]:
-        translator = self.service().translator
-        return {"translate": f"{translator.name}:{translator.model}"}
+        key = ("translate", TRANSLATE_ENGINES.canonical(self.engine), options_key(options), self.cache_path,
+               self.glossary_file)
+        return cached_engine(key, build)
 
     def variant(self) -> str:
         """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file."""
@@ -178,23 +136,16 @@ class TranslatorResource(ConfigurableResource):
 
 
 class InpaintResource(ConfigurableResource):
-    engine: str = "opencv"
-    model_path: str = ""  # LaMa TorchScript file; empty = models/inpaint/big-lama.pt
-    device: str = "auto"
+    engine: str = default_of(InpaintSection, "engine")
+    model_path: str = ""  # LaMa TorchScript file (settings: <models>/inpaint/big-lama.pt)
+    device: str = default_of(InpaintSection, "device")
 
-    def item_threads(self) -> int | None:
-        """Requests inpainted at once: one on a GPU, else the stage default (``IMGTRANS_ITEM_THREADS``)."""
-        return 1 if runs_on_gpu(self.inpainter()) else None
-
-    def inpainter(self) -> Any:
+    def inpainter(self) -> Inpainter:
         options: dict[str, Any] = {}
-        if self.engine == "lama":
-            options = {"model_path": self.model_path or "models/inpaint/big-lama.pt", "device": self.device}
-        return process_cached(("inpaint", self.engine, tuple(sorted(options.items()))),
-                              lambda: create_inpainter(self.engine, **options))
-
-    def versions(self) -> dict[str, str]:
-        return {"inpaint": self.inpainter().version()}
+        if INPAINT_ENGINES.canonical(self.engine) == "lama":
+            options = {"device": self.device, **({"model_path": self.model_path} if self.model_path else {})}
+        key = ("inpaint", INPAINT_ENGINES.canonical(self.engine), options_key(options))
+        return cached_engine(key, lambda: INPAINT_ENGINES.create(self.engine, **options))
 
 
 class RenderResource(ConfigurableResource):
@@ -202,14 +153,7 @@ class RenderResource(ConfigurableResource):
 
     def renderer(self) -> TextRenderer:
         fonts_dir = self.fonts_dir or None
-        return process_cached(("render", fonts_dir), lambda: TextRenderer(fonts_dir=fonts_dir))
-
-    def render(self, *args: Any, **kwargs: Any) -> RenderedImage:
-        return self.renderer().render(*args, **kwargs)
-
-    @staticmethod
-    def encode_png(pixels: np.ndarray) -> bytes:
-        return encode_image(pixels, "png")
+        return cached_engine(("render", fonts_dir), lambda: TextRenderer(fonts_dir=fonts_dir))
 
 
 class ArtifactStoreResource(ConfigurableResource):
@@ -217,55 +161,73 @@ class ArtifactStoreResource(ConfigurableResource):
 
     url: str = "artifacts"
     s3_endpoint_url: str = ""
+    s3_region: str = ""
     public_base_url: str = ""
+    presign_expires_s: int = 0  # 0 = the store's default
 
     def store(self) -> ArtifactStore:
         options: dict[str, Any] = {}
-        if self.s3_endpoint_url:
-            options["endpoint_url"] = self.s3_endpoint_url
-        if self.public_base_url:
-            options["public_base_url"] = self.public_base_url
-        return process_cached(("store", self.url, tuple(sorted(options.items()))),
-                              lambda: create_artifact_store(self.url, **options))
+        if self.url.startswith("s3://"):
+            options = {"endpoint_url": self.s3_endpoint_url or None, "region": self.s3_region or None,
+                       "public_base_url": self.public_base_url or None,
+                       "presign_expires": self.presign_expires_s or None}
+        return cached_engine(("store", self.url, options_key(options)),
+                             lambda: create_artifact_store(self.url, **options))
+
+
+class RuntimeResource(ConfigurableResource):
+    """How stages run: requests worked on at once, and the GPU memory guard of GPU-bound stages."""
+
+    item_threads: int = 1
+    gpu_min_free_mb: int = default_of(RuntimeSection, "gpu_min_free_mb")
+    gpu_wait_timeout_s: float = default_of(RuntimeSection, "gpu_wait_timeout_s")
+
+    def gpu_guard(self) -> GpuMemoryGuard:
+        return GpuMemoryGuard(min_free_bytes=self.gpu_min_free_mb * 2**20, timeout_s=self.gpu_wait_timeout_s)
+
+
+def pipeline_engines(resources: Mapping[str, Any] | Any) -> Engines:
+    """The ``Engines`` the stages call, from the pipeline resources (a mapping, or Dagster's ``context.resources``)."""
+    get = resources.__getitem__ if isinstance(resources, Mapping) else lambda key: getattr(resources, key)
+    fetcher, ocr, translator = get("fetcher"), get("ocr_engine"), get("translator")
+    inpainting, renderer, artifacts, runtime = get("inpainting"), get("renderer"), get("artifacts"), get("runtime")
+    return Engines(fetcher=fetcher.downloader, ocr=ocr.router, translation=translator.service,
+                   inpainter=inpainting.inpainter, renderer=renderer.renderer, store=artifacts.store,
+                   gpu_guard=runtime.gpu_guard, variant=translator.variant())
+
+
+def stage_runner(resources: Mapping[str, Any] | Any) -> StageRunner:
+    get = resources.__getitem__ if isinstance(resources, Mapping) else lambda key: getattr(resources, key)
+    return StageRunner(pipeline_engines(resources), item_threads=get("runtime").item_threads)
 
 
 class IntakeResource(ConfigurableResource):
     """Redis intake: queue, per-request status hash, dead letters, results list and webhooks.
 
-    Defaults come from ``IMGTRANS_*`` variables (see ``intake.settings``). Runs not started by the Redis
-    sensor never touch Redis, so the CLI and Launchpad work without it.
+    Runs not started by the Redis sensor never touch Redis, so the CLI and Launchpad work without it.
     """
 
-    redis_url: str = ""
+    redis_url: str = ""  # empty = the settings' (IMGTRANS_REDIS_URL, else local Redis)
     queue_key: str = ""
     queue_kind: str = ""  # "list" | "stream"
     results_key: str = ""
     dead_key: str = ""
     batch_size: int = 8  # requests per run: amortises run start-up and model loading (see benchmarks/)
-    max_in_flight: int = 64  # backpressure: requests in queued + running runs before the sensor stops claiming
+    max_in_flight: int = default_of(IntakeSection, "max_in_flight")  # backpressure, in queued + running runs
     max_claim_per_tick: int = 256
     # Long poll: an idle tick blocks this long in Redis for the first request instead of returning at once, so a
     # request is claimed the moment it arrives rather than at the next tick (ticks start at most every 5 s).
     # Kept under the Redis socket timeout; 0 turns it off.
-    claim_wait_seconds: float = 4.5
+    claim_wait_seconds: float = default_of(IntakeSection, "claim_wait_s")
     # After the first request of a quiet period, wait this long for the ones right behind it (one run, not many).
     linger_seconds: float = 0.2
     allow_private_callbacks: bool = False
 
-    @staticmethod
-    def configured() -> bool:
-        """Whether Redis intake is set up in this environment (turns the sensors on by default)."""
-        import os
-
-        return bool(os.environ.get("IMGTRANS_REDIS_URL"))
-
     def settings(self) -> Any:
-        from ..intake import IntakeSettings
+        from ..intake import IntakeConfig
 
-        base = IntakeSettings.from_env()
-        overrides = {"redis_url": self.redis_url, "queue": self.queue_key, "queue_kind": self.queue_kind,
-                     "results": self.results_key, "dead": self.dead_key}
-        return dataclasses.replace(base, **{k: v for k, v in overrides.items() if v})
+        return IntakeConfig.from_settings(get_settings().intake, redis_url=self.redis_url, queue=self.queue_key,
+                                          queue_kind=self.queue_kind, results=self.results_key, dead=self.dead_key)
 
     def claim_wait(self) -> float:
         """Seconds an idle tick blocks for the first request: ``claim_wait_seconds``, kept 0.5 s under the Redis
@@ -278,7 +240,7 @@ class IntakeResource(ConfigurableResource):
 
     def client(self) -> Any:
         settings = self.settings()
-        return process_cached(("redis", settings.redis_url), settings.connect)
+        return cached_engine(("redis", settings.redis_url), settings.connect)
 
     def queue(self) -> Any:
         from ..intake import create_queue
@@ -357,15 +319,3 @@ class IntakeResource(ConfigurableResource):
                      request_id=request_id, run_id=run_id, stage="run")
             push_result(self.client(), self.settings(), {"request_id": request_id, "status": "failed",
                                                          "error": reason, "run_id": run_id})
-
-
-class GpuResource(ConfigurableResource):
-    """GPU memory guard for GPU-bound steps (OCR, inpaint): wait for free device memory, never start into an OOM."""
-
-    min_free_mb: int = 2048
-    timeout_s: float = 300.0
-
-    def wait_for_memory(self, what: str) -> float:
-        from ..engines.gpu import GpuMemoryGuard
-
-        return GpuMemoryGuard(min_free_bytes=self.min_free_mb * 2**20, timeout_s=self.timeout_s).wait(what)

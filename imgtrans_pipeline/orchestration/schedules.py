@@ -7,7 +7,6 @@ partitions), so a catalogue of thousands pays run start-up and model loading a h
 available as ``imgtrans backfill`` and, in the UI, as a backfill of the asset job over selected partitions.
 """
 
-import os
 from dataclasses import dataclass
 
 from dagster import (
@@ -22,20 +21,15 @@ from dagster import (
 )
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+from .. import names
 from ..catalogue import MissingTranslation, missing_translations
-from ..core.languages import normalize_language
-from .assets import BACKFILL_JOB, translate_stored_images
-from .recording import TRANSLATIONS, partition_key
+from ..core.settings import get_settings
+from .assets import translate_stored_images
+from .recording import TRANSLATIONS
 from .resources import ArtifactStoreResource
 
 IN_FLIGHT = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
              DagsterRunStatus.STARTED]
-
-
-def backfill_targets() -> list[str]:
-    """IMGTRANS_BACKFILL_TARGETS, e.g. "en,ko": the languages every stored image should exist in."""
-    raw = os.environ.get("IMGTRANS_BACKFILL_TARGETS", "")
-    return [normalize_language(code, field="IMGTRANS_BACKFILL_TARGETS") for code in raw.split(",") if code.strip()]
 
 
 @dataclass(frozen=True)
@@ -46,7 +40,7 @@ class BackfillRange:
 
     def tags(self) -> dict[str, str]:
         return {ASSET_PARTITION_RANGE_START_TAG: self.start, ASSET_PARTITION_RANGE_END_TAG: self.end,
-                "imgtrans/source": "backfill", "imgtrans/translations": str(self.size)}
+                names.TAG_SOURCE: names.SOURCE_BACKFILL, names.TAG_BACKFILL_SIZE: str(self.size)}
 
 
 def plan_backfill(instance: DagsterInstance, missing: list[MissingTranslation],
@@ -56,7 +50,7 @@ def plan_backfill(instance: DagsterInstance, missing: list[MissingTranslation],
     Dynamic partitions keep insertion order, so translations added together form one range; keys that already
     existed (older pipeline version) are grouped by their existing positions.
     """
-    keys = [partition_key(m.content_hash, m.source_lang, m.target_lang) for m in missing]
+    keys = [names.partition_key(m.content_hash, m.source_lang, m.target_lang) for m in missing]
     existing = set(instance.get_dynamic_partitions(TRANSLATIONS.name))
     new = [key for key in dict.fromkeys(keys) if key not in existing]
     if new:
@@ -78,20 +72,21 @@ def plan_backfill(instance: DagsterInstance, missing: list[MissingTranslation],
 @schedule(
     name="translate_catalogue",
     job=translate_stored_images,
-    cron_schedule=os.environ.get("IMGTRANS_BACKFILL_CRON", "0 3 * * *"),
-    default_status=DefaultScheduleStatus.RUNNING if backfill_targets() else DefaultScheduleStatus.STOPPED,
+    cron_schedule=get_settings().backfill.cron,
+    default_status=(DefaultScheduleStatus.RUNNING if get_settings().backfill.target_list()
+                    else DefaultScheduleStatus.STOPPED),
     description="Daily: translate stored images missing an IMGTRANS_BACKFILL_TARGETS language or made by an older "
                 "pipeline version.",
 )
 def translate_catalogue_schedule(context: ScheduleEvaluationContext, artifacts: ArtifactStoreResource):
-    targets = backfill_targets()
+    settings = get_settings().backfill
+    targets = settings.target_list()
     if not targets:
         return SkipReason("IMGTRANS_BACKFILL_TARGETS is empty: no target languages to keep the catalogue in")
-    busy = context.instance.get_runs(RunsFilter(job_name=BACKFILL_JOB, statuses=IN_FLIGHT), limit=1)
+    busy = context.instance.get_runs(RunsFilter(job_name=names.BACKFILL_JOB, statuses=IN_FLIGHT), limit=1)
     if busy:  # its partitions would look missing again and be translated twice
         return SkipReason(f"backfill run {busy[0].run_id} is still in progress")
     missing = missing_translations(artifacts.store(), targets)
     if not missing:
         return SkipReason(f"every stored image exists in {', '.join(targets)} at the current pipeline version")
-    per_run = int(os.environ.get("IMGTRANS_BACKFILL_PER_RUN", "200"))
-    return [RunRequest(tags=r.tags()) for r in plan_backfill(context.instance, missing, per_run)]
+    return [RunRequest(tags=r.tags()) for r in plan_backfill(context.instance, missing, settings.per_run)]

@@ -40,17 +40,19 @@ from dagster import (
 )
 from dagster._core.storage.tags import RUN_KEY_TAG, WILL_RETRY_TAG
 
+from .. import names
 from ..core.logs import log_event
-from .jobs import TRANSLATE_JOB, translate_images
+from ..core.request import to_config
+from ..core.settings import get_settings
+from .jobs import translate_images
 from .resources import IntakeResource
 
 logger = logging.getLogger(__name__)
 
-SOURCE_TAG = "imgtrans/source"
-REQUEST_COUNT_TAG = "imgtrans/requests"
-FIRST_REQUEST_TAG = "imgtrans/request_id"
 IN_FLIGHT_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
                       DagsterRunStatus.STARTED]
+# On by default when IMGTRANS_REDIS_URL is set.
+_DEFAULT_STATUS = DefaultSensorStatus.RUNNING if get_settings().intake.enabled else DefaultSensorStatus.STOPPED
 # States in which a re-sent request id is a duplicate of work already done or under way.
 LIVE_STATES = {"queued", "running", "succeeded"}
 
@@ -64,45 +66,27 @@ def run_key_for(members: list[tuple[str, int]]) -> str:
     return f"batch-{digest}"
 
 
-def request_config(request: Any) -> dict[str, Any]:
-    """The download op's config for one validated request (see ops.RequestConfig)."""
-    options = request.options
-    config: dict[str, Any] = {
-        "request_id": request.request_id,
-        "image_url": request.image_url,
-        "target_lang": request.target_lang,
-        "source_lang": request.source_lang,
-        "output_format": options.output_format,
-        "jpeg_quality": options.jpeg_quality,
-        "force": options.force,
-        "glossary": dict(options.glossary),
-    }
-    if request.callback_url:
-        config["callback_url"] = request.callback_url
-    return config
-
-
 def _run_request(run_key: str, entries: list[Any], attempts: dict[str, int]) -> RunRequest:
     requests = [entry.request for entry in entries]
     first = requests[0]
     return RunRequest(
         run_key=run_key,
-        run_config={"ops": {"download": {"config": {"requests": [request_config(r) for r in requests]}}}},
+        run_config=names.run_config(to_config(r) for r in requests),
         tags={
-            SOURCE_TAG: "redis",
-            REQUEST_COUNT_TAG: str(len(requests)),
-            FIRST_REQUEST_TAG: first.request_id,
-            "imgtrans/languages": ",".join(sorted({f"{r.source_lang}->{r.target_lang}" for r in requests})),
-            "imgtrans/priority": str(max(r.priority for r in requests)),
-            "imgtrans/attempt": str(max(attempts[r.request_id] for r in requests)),
+            names.TAG_SOURCE: names.SOURCE_REDIS,
+            names.TAG_REQUEST_COUNT: str(len(requests)),
+            names.TAG_FIRST_REQUEST: first.request_id,
+            names.TAG_LANGUAGES: ",".join(sorted({f"{r.source_lang}->{r.target_lang}" for r in requests})),
+            names.TAG_PRIORITY: str(max(r.priority for r in requests)),
+            names.TAG_ATTEMPT: str(max(attempts[r.request_id] for r in requests)),
         },
     )
 
 
 def _in_flight_requests(context: SensorEvaluationContext) -> int:
-    runs = context.instance.get_runs(RunsFilter(job_name=TRANSLATE_JOB, statuses=IN_FLIGHT_STATUSES,
-                                                tags={SOURCE_TAG: "redis"}))
-    return sum(int(run.tags.get(REQUEST_COUNT_TAG, "1")) for run in runs)
+    runs = context.instance.get_runs(RunsFilter(job_name=names.TRANSLATE_JOB, statuses=IN_FLIGHT_STATUSES,
+                                                tags={names.TAG_SOURCE: names.SOURCE_REDIS}))
+    return sum(int(run.tags.get(names.TAG_REQUEST_COUNT, "1")) for run in runs)
 
 
 def _run_exists(context: SensorEvaluationContext, run_key: str) -> bool:
@@ -116,7 +100,7 @@ def _run_exists(context: SensorEvaluationContext, run_key: str) -> bool:
     # ms after its loop started is "under the interval" at the next loop, which then skips it (measured: single
     # requests waited up to 5 s more). 0 would mean Dagster's default of 30 s. Ticks still start at most every 5 s.
     minimum_interval_seconds=1,
-    default_status=DefaultSensorStatus.RUNNING if IntakeResource.configured() else DefaultSensorStatus.STOPPED,
+    default_status=_DEFAULT_STATUS,
     description="Claims translation requests from Redis (list or stream) and launches runs, with backpressure.",
 )
 def redis_intake_sensor(context: SensorEvaluationContext, intake: IntakeResource) -> SensorResult:
@@ -200,15 +184,15 @@ def redis_intake_sensor(context: SensorEvaluationContext, intake: IntakeResource
 @run_failure_sensor(
     name="redis_dead_letters",
     monitored_jobs=[translate_images],
-    default_status=DefaultSensorStatus.RUNNING if IntakeResource.configured() else DefaultSensorStatus.STOPPED,
+    default_status=_DEFAULT_STATUS,
     description="Marks the requests of a failed run dead (unless Dagster will retry the run) and dead-letters them.",
 )
 def redis_dead_letter_sensor(context: RunFailureSensorContext, intake: IntakeResource) -> None:
     run = context.dagster_run
-    if run.tags.get(SOURCE_TAG) != "redis":
+    if run.tags.get(names.TAG_SOURCE) != names.SOURCE_REDIS:
         return
     reason = (context.failure_event.message or "run failed").strip().splitlines()[0]
     will_retry = run.tags.get(WILL_RETRY_TAG) == "true"
-    requests = run.run_config.get("ops", {}).get("download", {}).get("config", {}).get("requests", [])
+    requests = names.requests_of_run_config(run.run_config)
     intake.settle_failed_run(run.run_id, [r["request_id"] for r in requests if r.get("request_id")], reason,
                              will_retry=will_retry)

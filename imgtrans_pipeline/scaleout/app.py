@@ -1,7 +1,7 @@
 """The Celery app the workers run: ``dagster-celery worker start -A imgtrans_pipeline.scaleout.app …``.
 
 It is ``dagster_celery.app`` (the tasks ``execute_job``, ``resume_job`` and ``execute_plan``, by the same names
-the run launcher and the celery executor send) configured from the project's variables (``scaleout.settings``)
+the run launcher and the celery executor send) configured from the project's variables (``scaleout.celery_config``)
 rather than from a ``dagster_celery_config`` module, so launcher and workers cannot disagree about the broker.
 
 It adds what dagster-celery does not record: when a run a worker executed ends, it writes run tags saying which
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from typing import Any
@@ -29,11 +28,13 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tags import DAGSTER_CELERY_TASK_ID_TAG
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task, create_task
 
-from . import settings
+from .. import names
+from ..core.settings import get_settings
+from ..engines.registry import cached_engine_keys
+from . import celery_config as settings
 
 log = logging.getLogger(__name__)
 
-RESOURCES_MODULE = "imgtrans_pipeline.orchestration.resources"
 PRELOAD_TIMEOUT_S = 300  # a pool process that loads models at start needs longer than Celery's 4 s to report alive
 
 
@@ -52,7 +53,7 @@ def app_args() -> dict[str, Any]:
 
 
 def _preload_enabled() -> bool:
-    return os.environ.get("IMGTRANS_CELERY_PRELOAD", "").strip().lower() in ("1", "true", "yes", "on")
+    return get_settings().celery.preload
 
 
 app = make_app(app_args())
@@ -67,15 +68,6 @@ _RUN_TASKS = (TASK_EXECUTE_JOB_NAME, TASK_RESUME_JOB_NAME)
 _started: dict[str, tuple[float, frozenset[Any]]] = {}
 _instance_lock = threading.Lock()
 _instance: Any = None
-
-
-def cached_engine_keys() -> frozenset[Any]:
-    """Keys of the engines loaded in this process (empty before the pipeline's resources were imported).
-
-    Read from outside so that observing the cache never imports (or loads) anything itself.
-    """
-    module = sys.modules.get(RESOURCES_MODULE)
-    return module.cached_keys() if module is not None else frozenset()
 
 
 def _dagster_instance() -> Any:
@@ -150,9 +142,9 @@ def _record_end(task_id: str | None = None, task: Any = None, kwargs: dict[str, 
         if not steps:
             instance.add_run_tags(run_id, {
                 DAGSTER_CELERY_TASK_ID_TAG: task_id,  # the launcher's value, written again in case we raced it
-                settings.WORKER_TAG: worker, settings.WORKER_PID_TAG: str(os.getpid()),
-                settings.ENGINES_LOADED_TAG: str(len(loaded)), settings.ENGINES_CACHED_TAG: str(len(after)),
-                settings.TASK_SECONDS_TAG: f"{seconds:.3f}",
+                names.TAG_WORKER: worker, names.TAG_WORKER_PID: str(os.getpid()),
+                names.TAG_ENGINES_LOADED: str(len(loaded)), names.TAG_ENGINES_CACHED: str(len(after)),
+                names.TAG_TASK_SECONDS: f"{seconds:.3f}",
             })
         log.info(message)
     except Exception:
@@ -180,14 +172,15 @@ def preload_engines() -> list[str]:
 
     before = cached_engine_keys()
     resources: dict[str, Any] = build_resources()
-    resources["ocr_engine"].engine_for("auto")
-    _warm_up_ocr(resources["ocr_engine"])
+    router = resources["ocr_engine"].router()
+    router.engine_for("auto")
+    _warm_up_ocr(router)
     resources["translator"].service()
     resources["inpainting"].inpainter()
     resources["renderer"].renderer()
     resources["artifacts"].store()
     resources["fetcher"].downloader()
-    if resources["intake"].configured():
+    if get_settings().intake.enabled:
         resources["intake"].client()
     return _engine_names(cached_engine_keys() - before)
 

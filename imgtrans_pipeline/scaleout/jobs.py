@@ -22,8 +22,9 @@ from typing import Any
 from dagster import ExecutorDefinition, job
 from dagster_celery import celery_executor
 
+from .. import names
 from ..orchestration.ops import download, inpaint, ocr, publish, render, translate
-from . import settings
+from . import celery_config as settings
 
 CELERY_STEPS_JOB = "translate_images_celery_steps"
 _GPU = {settings.QUEUE_TAG: settings.GPU_QUEUE}
@@ -47,7 +48,7 @@ def step_executor() -> ExecutorDefinition:
 @job(
     name=CELERY_STEPS_JOB,
     description="translate_images with every op a Celery task; OCR and inpaint on the gpu queue.",
-    tags={"imgtrans/pipeline": "translate"},
+    tags={names.TAG_PIPELINE: "translate"},
     executor_def=step_executor(),
 )
 def translate_images_celery_steps() -> None:

@@ -2,14 +2,14 @@
 
 ``dagster_celery.launcher.CeleryRunLauncher`` as it is, except that
 
-* ``broker``/``backend`` default to the project's variables (``scaleout.settings``) instead of RabbitMQ on
+* ``broker``/``backend`` default to the project's variables (``scaleout.celery_config``) instead of RabbitMQ on
   localhost and ``rpc://`` (with which the daemon's run monitoring cannot see a task's state and fails the run);
 * ``default_queue`` defaults to ``IMGTRANS_CELERY_QUEUE`` (else ``dagster``);
-* the Celery settings are the same object the workers load (``scaleout.settings.celery_settings``).
+* the Celery settings are the same object the workers load (``scaleout.celery_config.celery_settings``).
 
 A run goes to the queue in its ``dagster-celery/queue`` tag, else to ``default_queue``. The worker that takes it
 executes the whole run in its own long-lived process (the job uses the in-process executor), so the engines that
-``orchestration.resources.process_cached`` keeps stay loaded for the next run on that worker.
+``engines.registry.cached_engine`` keeps stay loaded for the next run on that worker.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dagster import Field, Noneable, Permissive, StringSource
 from dagster._serdes import ConfigurableClassData
 from dagster_celery.launcher import CeleryRunLauncher
 
-from . import settings
+from . import celery_config as settings
 
 
 class ImgtransCeleryRunLauncher(CeleryRunLauncher):

@@ -35,6 +35,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.settings import get_settings
+
 logger = logging.getLogger(__name__)
 
 LOCATION = "imgtrans_pipeline"
@@ -188,7 +190,7 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:  # type: 
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_serve").resolve()
+    home = Path(get_settings().dagster_home or ".dagster_serve").resolve()
     serve_plan = plan(home=home, run_workers=args.run_workers, code_port=args.code_port,
                       web_port=None if args.no_webserver else args.port, queues=args.queues,
                       gpu_slots=args.gpu_slots)

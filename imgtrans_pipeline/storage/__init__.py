@@ -5,7 +5,7 @@ S3 / R2 / MinIO by configuration alone::
 
     create_artifact_store("./out/artifacts")              # local folder
     create_artifact_store("file:///var/lib/imgtrans")     # same, as a URL
-    create_artifact_store("s3://bucket/some/prefix")      # S3 API; endpoint/region/public URL from args or env
+    create_artifact_store("s3://bucket/some/prefix")      # S3 API; endpoint/region/public URL as options
 """
 
 from __future__ import annotations
@@ -57,22 +57,15 @@ __all__ = [
     "validate_request_id",
 ]
 
-# Options read from the environment when not passed explicitly (credentials: boto3's own AWS_* chain).
-_S3_ENV = {
-    "endpoint_url": "IMGTRANS_S3_ENDPOINT_URL",
-    "region": "IMGTRANS_S3_REGION",
-    "public_base_url": "IMGTRANS_S3_PUBLIC_BASE_URL",
-    "presign_expires": "IMGTRANS_S3_PRESIGN_EXPIRES",
-}
 _LOCAL_OPTIONS = {"fsync"}
 
 
 def create_artifact_store(url: str | os.PathLike[str], **options: Any) -> ArtifactStore:
     """Build the store a URL names: a local path, ``file://...``, or ``s3://bucket[/prefix]``.
 
-    S3 ``options`` are the keyword arguments of ``S3ArtifactStore``; ``endpoint_url``, ``region``,
-    ``public_base_url`` and ``presign_expires`` fall back to ``IMGTRANS_S3_*`` environment variables. Options
-    set to ``None`` count as not given, so a config layer can pass all its fields through unconditionally.
+    S3 ``options`` are the keyword arguments of ``S3ArtifactStore`` (the ``s3`` settings section supplies
+    endpoint, region, public URL and presign expiry; credentials come from boto3's own AWS_* chain). Options set to
+    ``None`` count as not given, so a config layer can pass all its fields through unconditionally.
     """
     options = {k: v for k, v in options.items() if v is not None}
     text = os.fspath(url)
@@ -81,9 +74,6 @@ def create_artifact_store(url: str | os.PathLike[str], **options: Any) -> Artifa
     if scheme == "s3":
         if not parts.netloc:
             raise StorageError(f"artifact store URL {text!r} has no bucket (expected s3://bucket/prefix)")
-        for option, env in _S3_ENV.items():
-            if option not in options and os.environ.get(env):
-                options[option] = os.environ[env]
         if "presign_expires" in options:
             options["presign_expires"] = int(options["presign_expires"])
         return S3ArtifactStore(parts.netloc, unquote(parts.path).strip("/"), **options)

@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import stat
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -38,7 +37,7 @@ import aiohttp
 from yarl import URL
 
 from imgtrans_pipeline.core.errors import FetchError, ImageError, PipelineError
-from imgtrans_pipeline.core.http import parse_retry_after
+from imgtrans_pipeline.core.http import Retryable, RetryPolicy, is_retryable_status, parse_retry_after
 from imgtrans_pipeline.core.types import SourceImage
 from imgtrans_pipeline.engines.fetch.normalize import DEFAULT_MAX_PIXELS, normalize_image
 from imgtrans_pipeline.engines.fetch.policy import PolicyResolver, Target, UrlPolicy
@@ -47,7 +46,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RETRYABLE_STATUS = frozenset({408, 420, 425, 429, *range(500, 600)})
 REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
 
@@ -76,15 +74,6 @@ class FetchSettings:
     s3_session_token: str | None = None
     user_agent: str = "imgtrans-pipeline"
     normalize_workers: int | None = None  # threads decoding images in fetch_images; None = min(4, CPUs)
-
-
-class _Retryable(Exception):
-    """Internal: a failure worth another attempt. ``retry_after`` is the server's requested wait, if any."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 def redact_url(url: str) -> str:
@@ -238,12 +227,11 @@ class Downloader:
         async with limiter:
             return await attempt()
 
-    def backoff_delay(self, attempt: int, retry_after: float | None) -> float:
-        """Wait before retry number ``attempt + 1``: the server's Retry-After (capped), else full-jitter backoff."""
+    @property
+    def retry_policy(self) -> RetryPolicy:
         s = self.settings
-        if retry_after is not None:
-            return min(retry_after, s.retry_after_max)
-        return random.uniform(0.0, min(s.backoff_max, s.backoff_base * (2**attempt)))
+        return RetryPolicy(attempts=s.retries + 1, base_s=s.backoff_base, max_s=s.backoff_max,
+                           retry_after_max_s=s.retry_after_max)
 
     async def _with_retries(
         self, target: Target, limiter: asyncio.Semaphore | None, attempt_fn: Callable[[], Awaitable[bytes]]
@@ -253,25 +241,15 @@ class Downloader:
         The concurrency slot is held per attempt, not during backoff, so a URL waiting out a Retry-After does not
         block others.
         """
-        attempts = self.settings.retries + 1
-        last: _Retryable | None = None
-        for attempt in range(attempts):
-            try:
-                return await self._limited(limiter, attempt_fn)
-            except _Retryable as exc:
-                last = exc
-            if attempt + 1 == attempts:
-                break
-            delay = self.backoff_delay(attempt, last.retry_after)
-            logger.warning(
-                "fetch %s: %s; retry %d/%d in %.2fs",
-                redact_url(target.url), last.reason, attempt + 1, attempts - 1, delay,
-            )
-            await asyncio.sleep(delay)
-        assert last is not None
-        raise FetchError(
-            f"{redact_url(target.url)}: {last.reason} (gave up after {attempts} attempts)", transient=True
-        )
+        policy = self.retry_policy
+        try:
+            async for attempt in policy.retrying(f"fetch {redact_url(target.url)}"):
+                with attempt:
+                    return await self._limited(limiter, attempt_fn)
+        except Retryable as last:
+            raise FetchError(f"{redact_url(target.url)}: {last.reason} (gave up after {policy.attempts} attempts)",
+                             transient=True) from last
+        raise AssertionError("unreachable: the retry loop returns or raises")
 
     # ---- http(s) -------------------------------------------------------------------------------------------------
     async def _get_http(self, session: aiohttp.ClientSession, target: Target) -> bytes:
@@ -292,20 +270,20 @@ class Downloader:
                         continue
                     if 200 <= status < 300:
                         return await self._read_body(resp, shown)
-                    if status in RETRYABLE_STATUS:
-                        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                        raise _Retryable(f"HTTP {status} {resp.reason or ''}".strip() + f" from {shown}", retry_after)
+                    if is_retryable_status(status):
+                        raise Retryable(f"HTTP {status} {resp.reason or ''}".strip() + f" from {shown}",
+                                        status=status, retry_after=parse_retry_after(resp.headers.get("Retry-After")))
                     raise FetchError(f"HTTP {status} {resp.reason or ''}".strip() + f" from {shown}")
-            except (PipelineError, _Retryable):
+            except (PipelineError, Retryable):
                 raise
             except TimeoutError as exc:
-                raise _Retryable(f"timed out fetching {shown}") from exc
+                raise Retryable(f"timed out fetching {shown}") from exc
             except aiohttp.ClientConnectorCertificateError as exc:
                 raise FetchError(f"TLS certificate rejected for {shown}: {exc.certificate_error}") from exc
             except (aiohttp.InvalidURL, ValueError) as exc:
                 raise FetchError(f"invalid URL {shown}: {exc}") from exc
             except aiohttp.ClientError as exc:  # connection refused/reset, DNS failure, payload cut short, ...
-                raise _Retryable(f"{type(exc).__name__} fetching {shown}: {exc}") from exc
+                raise Retryable(f"{type(exc).__name__} fetching {shown}: {exc}") from exc
         raise FetchError(f"too many redirects (more than {self.settings.max_redirects}) from {redact_url(target.url)}")
 
     async def _read_body(self, resp: aiohttp.ClientResponse, shown: str) -> bytes:
@@ -390,14 +368,14 @@ class Downloader:
             code = str(error.get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             reason = f"S3 {code or status} for {shown}: {error.get('Message', '')}".rstrip(": ")
-            if status in RETRYABLE_STATUS or code in ("SlowDown", "RequestTimeout", "InternalError",
+            if is_retryable_status(status) or code in ("SlowDown", "RequestTimeout", "InternalError",
                                                       "ServiceUnavailable", "Throttling", "ThrottlingException"):
-                raise _Retryable(reason) from exc
+                raise Retryable(reason, status=status) from exc
             raise FetchError(reason) from exc  # NoSuchKey, NoSuchBucket, AccessDenied, InvalidBucketName ...
         except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.ParamValidationError) as exc:
             raise FetchError(f"S3 request for {shown} cannot succeed: {exc}") from exc
         except (bx.ConnectionError, bx.HTTPClientError, bx.ResponseStreamingError, bx.IncompleteReadError) as exc:
-            raise _Retryable(f"{type(exc).__name__} fetching {shown}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__} fetching {shown}: {exc}") from exc
         if len(data) > limit:
             raise FetchError(f"object too large: more than {limit:,} bytes ({shown})")
         return data

@@ -7,21 +7,25 @@ Importing this package never imports torch; only constructing a ``LamaInpainter`
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
-from ...core.errors import EngineError
+from ..registry import EngineRegistry
 from .base import Inpainter
 from .crops import Crop, plan_crops
 from .lama_engine import DEFAULT_MODEL_PATH, LamaInpainter, select_device
 from .mask import build_mask
 from .opencv_engine import OpenCvInpainter
 
-ENGINES = ("opencv", "lama")
+INPAINT_ENGINES: EngineRegistry[Inpainter] = EngineRegistry(
+    "inpaint",
+    {"opencv": f"{__name__}.opencv_engine:OpenCvInpainter", "lama": f"{__name__}.lama_engine:LamaInpainter"},
+    default="opencv",
+    label="inpainter",
+)
 
 __all__ = [
     "DEFAULT_MODEL_PATH",
-    "ENGINES",
+    "INPAINT_ENGINES",
     "Crop",
     "Inpainter",
     "LamaInpainter",
@@ -33,16 +37,7 @@ __all__ = [
 ]
 
 
-def create_inpainter(name: str = "opencv", **options: Any) -> Inpainter:
+def create_inpainter(name: str | None = None, **options: Any) -> Inpainter:
     """Build an inpainter by name; ``options`` go to its constructor (e.g. ``method``/``radius`` for opencv,
     ``model_path``/``device``/``crop_padding``/``batch_size``/``max_crop_side`` for lama)."""
-    key = (name or "opencv").strip().lower()
-    engines: dict[str, type] = {"opencv": OpenCvInpainter, "lama": LamaInpainter}
-    if key not in engines:
-        raise EngineError(f"unknown inpainter '{name}' (known: {', '.join(ENGINES)})", stage="inpaint")
-    cls = engines[key]
-    try:
-        inspect.signature(cls).bind(**options)
-    except TypeError as exc:  # an option the engine doesn't take: a configuration error, said plainly
-        raise EngineError(f"bad option for inpainter '{key}': {exc}", stage="inpaint") from exc
-    return cls(**options)
+    return INPAINT_ENGINES.create(name, **options)

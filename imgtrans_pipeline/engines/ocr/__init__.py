@@ -15,18 +15,26 @@ import numpy as np
 
 from ...core.languages import AUTO, detect_script_language
 from ...core.types import OcrResult, TextRegion
+from ..registry import EngineRegistry
 from .base import OcrEngine, OcrError, UnsupportedOcrLanguage
 from .blocks import DEFAULT_MIN_CONFIDENCE, filter_regions, group_blocks, reading_order
 from .slicing import is_tall, plan_slices, recognize_sliced
 
 logger = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("rapidocr", "tesseract", "paddle")
-DEFAULT_ENGINE = "rapidocr"
+OCR_ENGINES: EngineRegistry[OcrEngine] = EngineRegistry(
+    "ocr",
+    {"rapidocr": f"{__name__}.rapidocr_engine:RapidOcrEngine",
+     "tesseract": f"{__name__}.tesseract_engine:TesseractEngine",
+     "paddle": f"{__name__}.paddle_engine:PaddleOcrEngine"},
+    aliases={"paddleocr": "paddle"},
+    default="rapidocr",
+    label="OCR engine",
+    error=OcrError,
+)
 
 __all__ = [
-    "DEFAULT_ENGINE",
-    "ENGINE_NAMES",
+    "OCR_ENGINES",
     "OcrEngine",
     "OcrError",
     "UnsupportedOcrLanguage",
@@ -36,26 +44,14 @@ __all__ = [
 ]
 
 
-def create_ocr_engine(name: str = DEFAULT_ENGINE, **options: Any) -> OcrEngine:
+def create_ocr_engine(name: str | None = None, **options: Any) -> OcrEngine:
     """Build an engine by name; ``options`` go to its constructor (e.g. ``threads=2``, ``psm=6``, ``device``).
 
     Loading is the expensive part (models into memory), so callers should build one engine per process and reuse
-    it. Raises ``OcrError`` (permanent) for an unknown name or an engine that cannot load offline.
+    it (``engines.registry.cached_engine``). Raises ``OcrError`` (permanent) for an unknown name or option, or an
+    engine that cannot load offline.
     """
-    key = (name or DEFAULT_ENGINE).strip().lower()
-    if key == "rapidocr":
-        from .rapidocr_engine import RapidOcrEngine
-
-        return RapidOcrEngine(**options)
-    if key == "tesseract":
-        from .tesseract_engine import TesseractEngine
-
-        return TesseractEngine(**options)
-    if key in ("paddle", "paddleocr"):
-        from .paddle_engine import PaddleOcrEngine
-
-        return PaddleOcrEngine(**options)
-    raise OcrError(f"unknown OCR engine '{name}' (known: {', '.join(ENGINE_NAMES)})", transient=False)
+    return OCR_ENGINES.create(name, **options)
 
 
 def _recognize(engine: OcrEngine, image: np.ndarray, lang: str, tall_ratio: float) -> tuple[list[TextRegion], int]:

@@ -275,3 +275,30 @@ class CTranslate2Router:
 
     def translate_batch(self, texts: Sequence[str], source_lang: str, target_lang: str) -> list[str]:
         return self.translator_for(source_lang, target_lang).translate_batch(texts, source_lang, target_lang)
+
+
+def open_ctranslate2(
+    *,
+    models_dir: str | Path | None = None,
+    model_dir: str | Path | None = None,
+    device: str = "auto",
+    inter_threads: int = 1,
+    intra_threads: int = 0,
+    beam_size: int = 4,
+    compute_type: str = "default",
+    max_batch_size: int = 32,
+    max_decoding_length: int = 256,
+    strip_added_period: bool = True,
+) -> CTranslate2Translator | CTranslate2Router:
+    """The ``ctranslate2`` engine: one model directory (``model_dir``), or every pair installed under
+    ``<models_dir>/translate/`` (each model loaded on first use). One of the two is required."""
+    options: dict[str, Any] = {"device": device, "inter_threads": inter_threads, "intra_threads": intra_threads,
+                               "beam_size": beam_size, "compute_type": compute_type,
+                               "max_batch_size": max_batch_size, "max_decoding_length": max_decoding_length,
+                               "strip_added_period": strip_added_period}
+    if model_dir is not None:
+        return CTranslate2Translator(Path(model_dir), **options)
+    if models_dir is None:
+        raise EngineError("the ctranslate2 engine needs models_dir (or model_dir)", stage="translate",
+                          transient=False)
+    return CTranslate2Router(Path(models_dir), **options)

@@ -21,8 +21,6 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import os
-import random
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -30,24 +28,14 @@ from typing import Any
 import aiohttp
 
 from ...core.errors import EngineError, TranslationError, UnsupportedLanguagePair
-from ...core.http import parse_retry_after
+from ...core.http import Retryable, RetryPolicy, is_retryable_status, parse_retry_after
 from ...core.languages import LANGUAGES
 from .base import check_translations
 
 logger = logging.getLogger(__name__)
 
-_RETRY_STATUSES = {408, 409, 425, 429, 500, 502, 503, 504}
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
-
-
-class _Retryable(Exception):
-    """An attempt failed in a way a later attempt may not (429/5xx, timeout, connection reset)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 def _gemini_retry_delay(body: Any) -> float | None:
@@ -121,7 +109,7 @@ class _HttpLLMTranslator:
     """Shared prompt, retry and parsing logic; subclasses build the request and read the reply text."""
 
     name = "llm"
-    default_api_key_env: str | None = None
+    default_api_key_env = "IMGTRANS_TRANSLATE_API_KEY"  # named in error messages; settings read the variables
 
     def __init__(
         self,
@@ -129,7 +117,6 @@ class _HttpLLMTranslator:
         base_url: str,
         *,
         api_key: str | None = None,
-        api_key_env: str | None = None,
         require_api_key: bool = True,
         timeout: float = 60.0,
         max_attempts: int = 4,
@@ -140,12 +127,11 @@ class _HttpLLMTranslator:
     ) -> None:
         self.model = model
         self.base_url = base_url.rstrip("/")
-        self.api_key_env = api_key_env if api_key_env is not None else self.default_api_key_env
-        self.api_key = api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None) or None
+        self.api_key = api_key or None
         if require_api_key and not self.api_key:
-            where = f"environment variable {self.api_key_env}" if self.api_key_env else "api_key option"
             raise EngineError(
-                f"{self.name} translator needs an API key: set {where}", stage="translate", transient=False
+                f"{self.name} translator needs an API key: set {self.default_api_key_env} or "
+                "IMGTRANS_TRANSLATE_API_KEY", stage="translate", transient=False
             )
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
@@ -209,9 +195,12 @@ class _HttpLLMTranslator:
         """The model's text out of a successful response body; raise TranslationError if there is none."""
         raise NotImplementedError
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_max, self.backoff_base * (2 ** (attempt - 1)))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # "equal jitter": spread retries of parallel workers
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        # A server asking for a longer wait than max_retry_after (a daily quota, say) ends the retries at once:
+        # the step's own retry, much later, is the better place to try again.
+        return RetryPolicy(attempts=self.max_attempts, base_s=self.backoff_base, max_s=self.backoff_max,
+                           retry_after_max_s=self.max_retry_after, give_up_on_long_retry_after=True)
 
     async def _attempt(self, session: aiohttp.ClientSession, texts: list[str], source: str, target: str) -> list[str]:
         system, user = self.build_prompt(texts, source, target)
@@ -222,7 +211,7 @@ class _HttpLLMTranslator:
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
         try:
             body: Any = json.loads(raw) if raw else None
         except ValueError:
@@ -231,10 +220,10 @@ class _HttpLLMTranslator:
             message = raw[:300].replace("\n", " ")
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
                 message = str(body["error"].get("message", message))[:300]
-            if status in _RETRY_STATUSES:
+            if is_retryable_status(status):
                 if retry_after is None:
                     retry_after = _gemini_retry_delay(body)
-                raise _Retryable(f"HTTP {status}: {message}", retry_after)
+                raise Retryable(f"HTTP {status}: {message}", status=status, retry_after=retry_after)
             hint = " (check the API key)" if status in (401, 403) else ""
             raise EngineError(f"{self.name} API answered HTTP {status}{hint}: {message}", stage="translate",
                               transient=False)
@@ -245,26 +234,21 @@ class _HttpLLMTranslator:
 
     async def _translate_with_retries(self, texts: list[str], source: str, target: str) -> list[str]:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        last_reason = "no attempt made"
+        policy = self.retry_policy
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            for attempt in range(1, self.max_attempts + 1):
-                try:
-                    return await self._attempt(session, texts, source, target)
-                except _Retryable as exc:
-                    last_reason, delay = exc.reason, exc.retry_after
-                except TranslationError as exc:
-                    last_reason, delay = exc.reason, None
-                if attempt == self.max_attempts:
-                    break
-                if delay is None:
-                    delay = self._backoff(attempt)
-                elif delay > self.max_retry_after:
+            try:
+                async for attempt in policy.retrying(f"{self.name} ({self.model})",
+                                                     retry_on=(Retryable, TranslationError)):
+                    with attempt:
+                        return await self._attempt(session, texts, source, target)
+            except Retryable as exc:
+                if exc.retry_after is not None and exc.retry_after > self.max_retry_after:
                     raise TranslationError(
-                        f"{self.name} ({self.model}): asked to wait {delay:.0f}s (> {self.max_retry_after:.0f}s): "
-                        f"{last_reason}", transient=True)
-                logger.warning("%s (%s) attempt %d/%d failed: %s; retrying in %.2fs", self.name, self.model,
-                               attempt, self.max_attempts, last_reason, delay)
-                await asyncio.sleep(delay)
+                        f"{self.name} ({self.model}): asked to wait {exc.retry_after:.0f}s "
+                        f"(> {self.max_retry_after:.0f}s): {exc.reason}", transient=True) from exc
+                last_reason = exc.reason
+            except TranslationError as exc:
+                last_reason = exc.reason
         raise TranslationError(
             f"{self.name} ({self.model}) failed after {self.max_attempts} attempts: {last_reason}", transient=True
         )
@@ -328,9 +312,9 @@ class OpenAICompatibleTranslator(_HttpLLMTranslator):
     """Any ``/v1/chat/completions`` server: OpenAI, vLLM, Ollama, llama.cpp server, LiteLLM, ...
 
     ``base_url`` includes the ``/v1`` part (as the OpenAI SDK's does). Local servers usually need no key, so a
-    key is required only for api.openai.com or when ``api_key_env`` is named explicitly (``require_api_key``
-    overrides). ``json_mode`` sends ``response_format: json_object``; turn it off for servers that reject it
-    (the parser copes with fenced or chatty JSON anyway).
+    key is required only for api.openai.com (``require_api_key`` overrides). ``json_mode`` sends
+    ``response_format: json_object``; turn it off for servers that reject it (the parser copes with fenced or
+    chatty JSON anyway).
     """
 
     name = "openai"
@@ -346,7 +330,7 @@ class OpenAICompatibleTranslator(_HttpLLMTranslator):
         **options: Any,
     ) -> None:
         if require_api_key is None:
-            require_api_key = bool(options.get("api_key_env")) or "api.openai.com" in base_url
+            require_api_key = "api.openai.com" in base_url
         super().__init__(model, base_url, require_api_key=require_api_key, **options)
         self.json_mode = json_mode
 

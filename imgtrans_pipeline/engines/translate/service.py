@@ -143,6 +143,14 @@ class TranslationService:
         self.cache = cache
         self.glossary = dict(glossary or {})
 
+    def check_pair(self, source_lang: str, target_lang: str) -> None:
+        """Raise ``UnsupportedLanguagePair`` (permanent) when the engine does not translate this pair."""
+        if not self.translator.supports(source_lang, target_lang):
+            raise UnsupportedLanguagePair(source_lang, target_lang, self.translator.name)
+
+    def version(self) -> str:
+        return f"{self.translator.name}:{self.translator.model}"
+
     # -- glossary --------------------------------------------------------------------------------------------
 
     @staticmethod

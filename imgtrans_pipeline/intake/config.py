@@ -1,4 +1,4 @@
-"""Where the Redis intake lives: key names, queue kind and connection knobs, all from ``IMGTRANS_*`` variables.
+"""Where the Redis intake lives: key names, queue kind and connection knobs (from ``core.settings``: ``intake``).
 
 Key names are configurable so the pipeline can be pointed at an existing producer's queue (e.g. the seeds'
 ``ocr_tasks``) without changing the producer. Every key lives under one prefix by default so ``SCAN imgtrans:*``
@@ -8,36 +8,34 @@ the atomic move scripts touch the queue and the dead-letter key together.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
+from ..core.settings import FALLBACK_REDIS_URL, IntakeSection, default_of
+
 QUEUE_KINDS = ("list", "stream")
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
+_DEFAULT = IntakeSection  # defaults are written once, in core.settings
 
 
 @dataclass(frozen=True)
-class IntakeSettings:
-    """Redis intake configuration; :meth:`from_env` reads the ``IMGTRANS_*`` variables."""
+class IntakeConfig:
+    """Redis intake configuration; :meth:`from_settings` takes it from the ``intake`` settings section."""
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    queue: str = "imgtrans:requests"
-    queue_kind: str = "list"  # "list": producers LPUSH; "stream": producers XADD key * payload <json>
-    results: str = "imgtrans:results"
-    dead: str = "imgtrans:dead"
-    status_prefix: str = "imgtrans:request:"
-    stream_group: str = "imgtrans"
+    redis_url: str = FALLBACK_REDIS_URL
+    queue: str = default_of(_DEFAULT, "queue")
+    queue_kind: str = default_of(_DEFAULT, "queue_kind")  # "list": producers LPUSH; "stream": XADD key * payload
+    results: str = default_of(_DEFAULT, "results")
+    dead: str = default_of(_DEFAULT, "dead")
+    status_prefix: str = default_of(_DEFAULT, "status_prefix")
+    stream_group: str = default_of(_DEFAULT, "stream_group")
     # One stable consumer name: the sensor runs in short-lived processes, and a per-process name would strand
     # entries under consumers that never come back (pending() shows those too, but one name keeps XINFO tidy).
-    stream_consumer: str = "imgtrans-intake"
+    stream_consumer: str = default_of(_DEFAULT, "stream_consumer")
     webhook_secret: str | None = None
-    status_ttl_seconds: int = 7 * 24 * 3600
-    socket_timeout: float = 5.0
+    status_ttl_seconds: int = default_of(_DEFAULT, "status_ttl_seconds")
+    socket_timeout: float = default_of(_DEFAULT, "socket_timeout_s")
     health_check_interval: int = 30
 
     def __post_init__(self) -> None:
@@ -54,20 +52,17 @@ class IntakeSettings:
         return f"{self.queue}:processing"
 
     @classmethod
-    def from_env(cls) -> IntakeSettings:
-        return cls(
-            redis_url=_env("IMGTRANS_REDIS_URL", cls.redis_url),
-            queue=_env("IMGTRANS_QUEUE", cls.queue),
-            queue_kind=_env("IMGTRANS_QUEUE_KIND", cls.queue_kind).strip().lower(),
-            results=_env("IMGTRANS_RESULTS", cls.results),
-            dead=_env("IMGTRANS_DEAD", cls.dead),
-            status_prefix=_env("IMGTRANS_STATUS_PREFIX", cls.status_prefix),
-            stream_group=_env("IMGTRANS_STREAM_GROUP", cls.stream_group),
-            stream_consumer=_env("IMGTRANS_STREAM_CONSUMER", cls.stream_consumer),
-            webhook_secret=os.environ.get("IMGTRANS_WEBHOOK_SECRET") or None,
-            status_ttl_seconds=int(_env("IMGTRANS_STATUS_TTL_SECONDS", str(cls.status_ttl_seconds))),
-            socket_timeout=float(_env("IMGTRANS_REDIS_SOCKET_TIMEOUT", str(cls.socket_timeout))),
-        )
+    def from_settings(cls, section: Any, **overrides: Any) -> IntakeConfig:
+        """From ``core.settings.Settings.intake`` (``overrides``: non-empty values replace the section's)."""
+        secret = section.webhook_secret
+        values: dict[str, Any] = {
+            "redis_url": section.url, "queue": section.queue, "queue_kind": section.queue_kind,
+            "results": section.results, "dead": section.dead, "status_prefix": section.status_prefix,
+            "stream_group": section.stream_group, "stream_consumer": section.stream_consumer,
+            "webhook_secret": secret.get_secret_value() if secret else None,
+            "status_ttl_seconds": section.status_ttl_seconds, "socket_timeout": section.socket_timeout_s}
+        values.update({key: value for key, value in overrides.items() if value not in (None, "")})
+        return cls(**values)
 
     def connect(self) -> redis.Redis:
         """A client with string replies and bounded waits.

@@ -1,11 +1,11 @@
-"""Where the Celery broker and result backend are, and the Celery settings both sides must share.
+"""The Celery settings the run launcher (in the daemon/webserver) and the workers (``scaleout.app``) must share.
 
-The run launcher (in the daemon/webserver) and the workers (``imgtrans_pipeline.scaleout.app``) read the same
-variables, so one ``export`` on every host is the whole configuration:
+Both read the same values from ``core.settings`` (section ``celery``), so one ``export`` on every host is the
+whole configuration:
 
-* ``IMGTRANS_CELERY_BROKER`` — the broker; default ``IMGTRANS_REDIS_URL`` (the Redis the intake already uses),
-  else ``redis://127.0.0.1:6379/0``. Celery's keys (``dagster``, ``gpu``, ``_kombu.*``, ``unacked*``) do not
-  collide with the intake's ``imgtrans:*`` keys, but a separate database number (``…/1``) keeps them apart.
+* ``IMGTRANS_CELERY_BROKER`` — the broker; default the intake's Redis (``IMGTRANS_REDIS_URL``, else
+  ``redis://127.0.0.1:6379/0``). Celery's keys (``dagster``, ``gpu``, ``_kombu.*``, ``unacked*``) do not collide
+  with the intake's ``imgtrans:*`` keys, but a separate database number (``…/1``) keeps them apart.
 * ``IMGTRANS_CELERY_BACKEND`` — the result backend; default: the broker URL. It must be shared (Redis, not
   Celery's ``rpc://``): the daemon's run monitoring asks it for the state of every run's task, and with
   ``rpc://`` only the process that sent a task can see its state, so monitoring would fail every run.
@@ -14,39 +14,28 @@ variables, so one ``export`` on every host is the whole configuration:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-DEFAULT_QUEUE = "dagster"
-GPU_QUEUE = "gpu"
-QUEUE_TAG = "dagster-celery/queue"  # run tag (run launcher) or op tag (celery executor) naming the queue
-FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
+from ..core.settings import CelerySection, default_of, get_settings
+from ..names import GPU_POOL, TAG_CELERY_QUEUE
 
-# Run tags the workers write on every run they execute (see ``scaleout.app``): which worker process ran it and
-# whether the engines were already loaded there.
-WORKER_TAG = "imgtrans/celery_worker"
-WORKER_PID_TAG = "imgtrans/celery_worker_pid"
-ENGINES_LOADED_TAG = "imgtrans/engines_loaded"  # engines this run had to load (0 = the worker was warm)
-ENGINES_CACHED_TAG = "imgtrans/engines_cached"  # engines cached in that process after the run
-TASK_SECONDS_TAG = "imgtrans/celery_task_seconds"
-
-
-def _env(name: str) -> str:
-    return os.environ.get(name, "").strip()
+DEFAULT_QUEUE = default_of(CelerySection, "queue")
+GPU_QUEUE = GPU_POOL  # OCR and inpaint steps (and runs tagged for a GPU host) go to the queue named like the pool
+QUEUE_TAG = TAG_CELERY_QUEUE  # run tag (run launcher) or op tag (celery executor) naming the queue
 
 
 def broker_url() -> str:
     """The broker: IMGTRANS_CELERY_BROKER, else the intake's IMGTRANS_REDIS_URL, else local Redis."""
-    return _env("IMGTRANS_CELERY_BROKER") or _env("IMGTRANS_REDIS_URL") or FALLBACK_REDIS_URL
+    return get_settings().celery_broker
 
 
 def backend_url() -> str:
     """The result backend: IMGTRANS_CELERY_BACKEND, else the broker URL (a Redis URL works as both)."""
-    return _env("IMGTRANS_CELERY_BACKEND") or broker_url()
+    return get_settings().celery_backend
 
 
 def default_queue() -> str:
-    return _env("IMGTRANS_CELERY_QUEUE") or DEFAULT_QUEUE
+    return get_settings().celery.queue
 
 
 def celery_settings() -> dict[str, Any]:
@@ -77,4 +66,4 @@ def celery_settings() -> dict[str, Any]:
 
 
 def worker_max_memory_mib() -> int:
-    return int(_env("IMGTRANS_WORKER_MAX_MEMORY_MIB") or 1400)
+    return get_settings().celery.worker_max_memory_mib

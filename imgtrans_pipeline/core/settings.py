@@ -1,0 +1,248 @@
+"""The one settings object: every ``IMGTRANS_*`` variable (and the few foreign ones we honour) read in one place.
+
+``get_settings()`` builds it once per process (pydantic-settings parses and validates the environment, so a bad
+value fails at start-up with the variable's name); everything else receives it, or the part it needs, as a
+parameter. Defaults are written here and nowhere else: the Dagster resources are constructed from these values
+(``orchestration.definitions``), so the Launchpad shows them as the resources' defaults and can override each per
+run.
+
+The tree has one section per concern (``ocr``, ``translate``, ``inpaint``, ``render``, ``fetch``, ``runtime``,
+``intake``, ``s3``, ``backfill``, ``celery``). Variable names are flat (``IMGTRANS_OCR_ENGINE``,
+``IMGTRANS_QUEUE``...) because they are what operators already export; each field names its variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the source checkout (where `make` puts models/)
+FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _env(name: str, default: Any = None, **kwargs: Any) -> Any:
+    """A field read from the variable ``name`` only (in code, override with ``model_copy(update=...)``)."""
+    return Field(default, validation_alias=AliasChoices(name), **kwargs)
+
+
+class _Section(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=False, validate_by_alias=True,
+                                      env_ignore_empty=True, case_sensitive=False)
+
+
+class OcrSection(_Section):
+    engine: str = _env("IMGTRANS_OCR_ENGINE", "rapidocr")
+    fallback_engine: str = _env("IMGTRANS_OCR_FALLBACK_ENGINE", "tesseract")  # the only offline Korean OCR
+    min_confidence: float = _env("IMGTRANS_MIN_CONFIDENCE", 0.6, ge=0.0, le=1.0)
+    tall_ratio: float = _env("IMGTRANS_TALL_RATIO", 3.0, gt=0.0)
+    # onnxruntime threads per OCR call; None = cores / item threads (requests of a batch run in parallel too).
+    threads: int | None = _env("IMGTRANS_OCR_THREADS", None, ge=1)
+
+
+class TranslateSection(_Section):
+    engine: str = _env("IMGTRANS_TRANSLATE_ENGINE", "ctranslate2")
+    model: str = _env("IMGTRANS_TRANSLATE_MODEL", "")  # API model name; empty = the engine's default
+    base_url: str = _env("IMGTRANS_TRANSLATE_BASE_URL", "")  # OpenAI-compatible server, or a Gemini proxy
+    # The API key: IMGTRANS_TRANSLATE_API_KEY, else the engine's conventional variable.
+    api_key: SecretStr | None = _env("IMGTRANS_TRANSLATE_API_KEY", None)
+    gemini_api_key: SecretStr | None = _env("GEMINI_API_KEY", None)
+    openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
+    cache: str | None = _env("IMGTRANS_TRANSLATION_CACHE", None)  # SQLite file; None = <artifacts>/translation-cache
+    glossary_file: str = _env("IMGTRANS_GLOSSARY", "")  # JSON {term: translation} applied to every request
+
+    def key_for(self, engine: str) -> str:
+        """The API key an engine should use ('' when none is configured)."""
+        conventional = {"gemini": self.gemini_api_key, "openai": self.openai_api_key}.get(engine)
+        secret = self.api_key or conventional
+        return secret.get_secret_value() if secret else ""
+
+
+class InpaintSection(_Section):
+    engine: str = _env("IMGTRANS_INPAINT_ENGINE", "opencv")
+    lama_model: str | None = _env("IMGTRANS_LAMA_MODEL", None)  # None = <models>/inpaint/big-lama.pt
+    device: str = _env("IMGTRANS_INPAINT_DEVICE", "auto")
+
+
+class RenderSection(_Section):
+    fonts_dir: str | None = _env("IMGTRANS_FONTS_DIR", None)  # None = <models>/fonts, then the system's fonts
+
+
+class FetchSection(_Section):
+    allow_private_urls: bool = _env("IMGTRANS_ALLOW_PRIVATE_URLS", False)
+    max_image_pixels: int = _env("IMGTRANS_MAX_IMAGE_PIXELS", 60_000_000, gt=0)
+    max_download_bytes: int = _env("IMGTRANS_MAX_DOWNLOAD_BYTES", 30 * 1024 * 1024, gt=0)
+    concurrency: int = _env("IMGTRANS_DOWNLOAD_CONCURRENCY", 8, ge=1)
+    retries: int = _env("IMGTRANS_DOWNLOAD_RETRIES", 4, ge=0)
+    timeout_s: float = _env("IMGTRANS_DOWNLOAD_TIMEOUT_SECONDS", 30.0, gt=0)
+
+
+class RuntimeSection(_Section):
+    batch_size: int = _env("IMGTRANS_BATCH_SIZE", 8, ge=1)  # requests per run (intake)
+    # Requests of a batch a stage works on at once; None = the CPU count capped at 4.
+    item_threads: int | None = _env("IMGTRANS_ITEM_THREADS", None, ge=1)
+    gpu_min_free_mb: int = _env("IMGTRANS_GPU_MIN_FREE_MB", 2048, ge=0)
+    gpu_wait_timeout_s: float = _env("IMGTRANS_GPU_WAIT_TIMEOUT_SECONDS", 300.0, gt=0)
+    log_format: Literal["text", "json"] = _env("IMGTRANS_LOG_FORMAT", "text")
+
+
+class IntakeSection(_Section):
+    # Unset = no Redis intake: the sensors start stopped and runs from the CLI/Launchpad never touch Redis.
+    redis_url: str | None = _env("IMGTRANS_REDIS_URL", None)
+    queue: str = _env("IMGTRANS_QUEUE", "imgtrans:requests", min_length=1)
+    queue_kind: Literal["list", "stream"] = _env("IMGTRANS_QUEUE_KIND", "list")
+    results: str = _env("IMGTRANS_RESULTS", "imgtrans:results", min_length=1)
+    dead: str = _env("IMGTRANS_DEAD", "imgtrans:dead", min_length=1)
+    status_prefix: str = _env("IMGTRANS_STATUS_PREFIX", "imgtrans:request:", min_length=1)
+    stream_group: str = _env("IMGTRANS_STREAM_GROUP", "imgtrans")
+    stream_consumer: str = _env("IMGTRANS_STREAM_CONSUMER", "imgtrans-intake")
+    webhook_secret: SecretStr | None = _env("IMGTRANS_WEBHOOK_SECRET", None)
+    status_ttl_seconds: int = _env("IMGTRANS_STATUS_TTL_SECONDS", 7 * 24 * 3600, gt=0)
+    socket_timeout_s: float = _env("IMGTRANS_REDIS_SOCKET_TIMEOUT", 5.0, gt=0)
+    max_in_flight: int = _env("IMGTRANS_MAX_IN_FLIGHT", 64, ge=1)
+    claim_wait_s: float = _env("IMGTRANS_CLAIM_WAIT_SECONDS", 4.5, ge=0)
+
+    @field_validator("queue_kind", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.redis_url)
+
+    @property
+    def url(self) -> str:
+        return self.redis_url or FALLBACK_REDIS_URL
+
+
+class S3Section(_Section):
+    endpoint_url: str | None = _env("IMGTRANS_S3_ENDPOINT_URL", None)
+    region: str | None = _env("IMGTRANS_S3_REGION", None)
+    public_base_url: str | None = _env("IMGTRANS_S3_PUBLIC_BASE_URL", None)
+    presign_expires: int | None = _env("IMGTRANS_S3_PRESIGN_EXPIRES", None, gt=0)
+
+    def store_options(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class BackfillSection(_Section):
+    targets: str = _env("IMGTRANS_BACKFILL_TARGETS", "")  # e.g. "en,ko": every stored image in these languages
+    cron: str = _env("IMGTRANS_BACKFILL_CRON", "0 3 * * *")
+    per_run: int = _env("IMGTRANS_BACKFILL_PER_RUN", 200, ge=1)
+
+    def target_list(self) -> list[str]:
+        from .languages import normalize_language
+
+        return [normalize_language(code, field="IMGTRANS_BACKFILL_TARGETS")
+                for code in self.targets.split(",") if code.strip()]
+
+
+class CelerySection(_Section):
+    broker: str | None = _env("IMGTRANS_CELERY_BROKER", None)  # None = the intake's Redis
+    backend: str | None = _env("IMGTRANS_CELERY_BACKEND", None)  # None = the broker
+    queue: str = _env("IMGTRANS_CELERY_QUEUE", "dagster")
+    worker_max_memory_mib: int = _env("IMGTRANS_WORKER_MAX_MEMORY_MIB", 1400, gt=0)
+    preload: bool = _env("IMGTRANS_CELERY_PRELOAD", False)
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with defaults that work offline on a fresh machine."""
+
+    # validate_default off: the None defaults below are resolved by _derived_defaults, not validated as paths.
+    model_config = SettingsConfigDict(extra="ignore", validate_by_name=False, validate_by_alias=True,
+                                      env_ignore_empty=True, case_sensitive=False, validate_default=False)
+
+    home: Path = _env("IMGTRANS_HOME", None)  # holds models/ and artifacts/; default: the working directory
+    models_dir: Path = _env("IMGTRANS_MODELS_DIR", None)
+    artifacts: str = _env("IMGTRANS_ARTIFACTS", None)  # a directory or s3://bucket/prefix
+    dagster_home: Path | None = _env("DAGSTER_HOME", None)
+
+    ocr: OcrSection = Field(default_factory=OcrSection)
+    translate: TranslateSection = Field(default_factory=TranslateSection)
+    inpaint: InpaintSection = Field(default_factory=InpaintSection)
+    render: RenderSection = Field(default_factory=RenderSection)
+    fetch: FetchSection = Field(default_factory=FetchSection)
+    runtime: RuntimeSection = Field(default_factory=RuntimeSection)
+    intake: IntakeSection = Field(default_factory=IntakeSection)
+    s3: S3Section = Field(default_factory=S3Section)
+    backfill: BackfillSection = Field(default_factory=BackfillSection)
+    celery: CelerySection = Field(default_factory=CelerySection)
+
+    @model_validator(mode="after")
+    def _derived_defaults(self) -> Settings:
+        """Defaults that depend on other settings, resolved once so every reader sees the same value."""
+        explicit_home = self.home is not None
+        self.home = Path(self.home or os.getcwd()).expanduser().resolve()
+        if self.models_dir is None:
+            # With IMGTRANS_HOME: its models/; else the checkout's models/ (where `make` puts them), so the CLI
+            # finds its models whatever the working directory.
+            self.models_dir = self.home / "models" if explicit_home else _CHECKOUT / "models"
+        self.models_dir = Path(self.models_dir).expanduser().resolve()
+        if self.artifacts is None:
+            self.artifacts = str(self.home / "artifacts")
+        if self.translate.cache is None:
+            self.translate.cache = str(self.home / "artifacts" / "translation-cache.sqlite")
+        if self.inpaint.lama_model is None:
+            self.inpaint.lama_model = str(self.models_dir / "inpaint" / "big-lama.pt")
+        if self.render.fonts_dir is None:
+            self.render.fonts_dir = str(self.models_dir / "fonts")
+        cores = os.cpu_count() or 1
+        if self.runtime.item_threads is None:
+            # Requests worked on at once and onnxruntime threads per OCR call: together about one per core
+            # (two requests on one thread each beat one request on two threads: README "Performance").
+            self.runtime.item_threads = min(cores, 4)
+        if self.ocr.threads is None:
+            self.ocr.threads = max(1, cores // self.runtime.item_threads)
+        return self
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed; ``section__field=value`` changes a field of a section
+        (``settings.replace(artifacts="/tmp/a", inpaint__engine="lama")``). Derived defaults are not re-derived."""
+        top: dict[str, Any] = {}
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            section, _, field = key.partition("__")
+            if field:
+                sections.setdefault(section, {})[field] = value
+            else:
+                top[key] = value
+        for section, fields in sections.items():
+            current = getattr(self, section)
+            unknown = set(fields) - set(type(current).model_fields)
+            if unknown:
+                raise ValueError(f"unknown {section} setting(s): {', '.join(sorted(unknown))}")
+            top[section] = current.model_copy(update=fields)
+        unknown = set(top) - set(type(self).model_fields)
+        if unknown:
+            raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        return self.model_copy(update=top)
+
+    @property
+    def celery_broker(self) -> str:
+        """Celery's broker: IMGTRANS_CELERY_BROKER, else the intake's Redis (its keys do not collide)."""
+        return self.celery.broker or self.intake.url
+
+    @property
+    def celery_backend(self) -> str:
+        return self.celery.backend or self.celery_broker
+
+
+def default_of(section: type[BaseSettings], field: str) -> Any:
+    """The default of one settings field, for parameter objects that mirror a section (written once, here)."""
+    return section.model_fields[field].default
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests that change the environment; a CLI that set DAGSTER_HOME)."""
+    get_settings.cache_clear()

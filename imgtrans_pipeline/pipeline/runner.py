@@ -1,0 +1,117 @@
+"""The stage runner: the one way any caller (Dagster ops and assets, the CLI through the job, the benchmark, a
+re-render) applies a stage to a batch of requests.
+
+Given a stage name and items it applies what every stage needs the same way:
+
+* **threads**: the requests of a batch are worked on in up to ``item_threads`` threads (the heavy calls in
+  onnxruntime, OpenCV, CTranslate2, Pillow and I/O release the GIL: two requests on one engine thread each use two
+  cores better than one request on two threads), but one at a time when the stage's engine runs on a GPU
+  (parallel requests would only queue on the device and multiply its memory);
+* **the GPU wait**: a GPU stage first waits for free device memory (``engines.gpu``), never starting into an OOM;
+* **failure attribution**: an error is recorded on its request with the stage it happened in, whatever its class
+  says, so the step that can retry it sees it; one bad request never stops the others;
+* **timings** per request and stage, **engine versions** for ``meta.json`` (one unreadable version costs nothing
+  else), and the **failure summary** a step reports (``items.failure_summary``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from ..names import DOWNLOAD, GPU_STAGES, INPAINT, OCR, PUBLISH, RENDER, REQUEST, STAGES, TRANSLATE
+from . import stages
+from .engines import Engines
+from .items import WorkItem
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    work: Callable[[Engines, WorkItem], None] | None  # per request; None for the batch stages
+    load: Callable[[Engines], object]  # the engine this stage cannot run without (loaded before any item)
+    on_gpu: Callable[[Engines], bool] = lambda engines: False
+
+    @property
+    def gpu(self) -> bool:
+        return self.name in GPU_STAGES
+
+
+STAGE_SPECS: dict[str, StageSpec] = {
+    DOWNLOAD: StageSpec(DOWNLOAD, None, lambda e: e.fetcher),
+    OCR: StageSpec(OCR, stages.ocr, lambda e: e.ocr, on_gpu=lambda e: e.ocr.on_gpu()),
+    TRANSLATE: StageSpec(TRANSLATE, stages.translate, lambda e: e.translation),
+    INPAINT: StageSpec(INPAINT, stages.inpaint, lambda e: e.inpainter, on_gpu=lambda e: e.inpaint_on_gpu()),
+    RENDER: StageSpec(RENDER, stages.render, lambda e: e.renderer),
+    PUBLISH: StageSpec(PUBLISH, None, lambda e: e.store),
+}
+
+
+@contextmanager
+def _timed(item: WorkItem, stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        item.timings[stage] = item.timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+class StageRunner:
+    """Runs stages over batches of ``WorkItem``s with one set of ``Engines``."""
+
+    def __init__(self, engines: Engines, *, item_threads: int = 1) -> None:
+        self.engines = engines
+        self.item_threads = max(1, item_threads)
+
+    def prepare(self, stage: str) -> None:
+        """Load the stage's engine. A failure here is the step's, not a request's: it raises (the Dagster layer
+        fails a permanent one at once and retries a transient one)."""
+        STAGE_SPECS[stage].load(self.engines)
+
+    def threads_for(self, stage: str) -> int:
+        spec = STAGE_SPECS[stage]
+        return 1 if spec.gpu and spec.on_gpu(self.engines) else self.item_threads
+
+    def run(self, stage: str, items: list[WorkItem]) -> list[WorkItem]:
+        """Apply ``stage`` to ``items`` in place (and return them); failures are recorded per request."""
+        spec = STAGE_SPECS[stage]
+        self.prepare(stage)
+        if stage == DOWNLOAD:
+            self._each(REQUEST, items, stages.check_request, threads=1)
+            stages.fetch(self.engines, items)
+            return items
+        if stage == PUBLISH:
+            stages.publish(self.engines, items, self.engines.versions())
+            return items
+        if spec.gpu and self.engines.gpu_guard is not None:
+            self.engines.gpu_guard.wait(stage)
+        assert spec.work is not None
+        self._each(stage, items, spec.work, threads=self.threads_for(stage))
+        return items
+
+    def run_all(self, items: list[WorkItem]) -> list[WorkItem]:
+        """Every stage in order in this process (translate before inpaint): the pipeline without Dagster."""
+        for stage in STAGES:
+            self.run(stage, items)
+        return items
+
+    def _each(self, stage: str, items: list[WorkItem], work: Callable[[Engines, WorkItem], None], *,
+              threads: int) -> None:
+        todo = [item for item in items if item.needs_work]
+
+        def one(item: WorkItem) -> None:
+            with _timed(item, stage):
+                try:
+                    work(self.engines, item)
+                except Exception as error:
+                    item.fail(error, stage)
+
+        if threads <= 1 or len(todo) <= 1:
+            for item in todo:
+                one(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(threads, len(todo)), thread_name_prefix=f"imgtrans-{stage}") as pool:
+            list(pool.map(one, todo))  # ``one`` records every exception on its item
