@@ -46,7 +46,6 @@ from imgtrans_pipeline.storage import create_artifact_store
 from tests.imagegen import text_image
 from tests.redis_server import RedisServer
 
-PROJECT = Path(__file__).resolve().parents[1]
 WINDOW_S = 15 * 60
 REAL_IDS = ["mon-ok-1", "mon-ok-2", "mon-ok-3", "mon-bad-1"]
 
@@ -62,7 +61,7 @@ def instance() -> DagsterInstance:
 
 def _job(artifacts: Path):
     base = Settings.from_env()
-    settings = Settings(**{**base.__dict__, "artifacts_url": str(artifacts), "models_dir": str(PROJECT / "models"),
+    settings = Settings(**{**base.__dict__, "artifacts_url": str(artifacts),
                            "translation_cache": str(artifacts / "cache.sqlite"), "allow_private_urls": True,
                            "fonts_dir": ""})
     return Definitions(jobs=[translate_images], resources=build_resources(settings)).resolve_job_def(TRANSLATE_JOB)
