@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -321,12 +320,10 @@ def stage_timings(samples: Iterable[dict[str, float]]) -> dict[str, StageTiming]
 
 
 def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None, sample: int) -> None:
+    if store is None:
+        snapshot.timings_error = "no artifact store given"
+        return
     try:
-        if store is None:
-            from ..core.config import Settings
-            from ..storage import create_artifact_store
-
-            store = create_artifact_store(Settings.from_env().artifacts_url)
         ids = recent_request_ids(instance, snapshot.job, sample)
         if not ids:
             return
@@ -343,15 +340,6 @@ def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None,
 # --- entry points -----------------------------------------------------------------------------------------------
 
 
-def intake_settings_from_env() -> Any | None:
-    """The intake's settings when Redis intake is configured (``IMGTRANS_REDIS_URL`` set), else None."""
-    if not os.environ.get("IMGTRANS_REDIS_URL"):
-        return None
-    from ..intake import IntakeSettings
-
-    return IntakeSettings.from_env()
-
-
 def collect_status(instance: Any, intake_settings: Any | None, *, window_s: float = DEFAULT_WINDOW_S,
                    store: Any | None = None, redis_client: Any | None = None,
                    timing_sample: int = DEFAULT_TIMING_SAMPLE, pool: str = GPU_POOL,
@@ -359,7 +347,7 @@ def collect_status(instance: Any, intake_settings: Any | None, *, window_s: floa
     """One snapshot of the pipeline's state. Never raises for an unreachable source (see the ``*_error`` fields).
 
     ``instance`` is a ``DagsterInstance``; ``intake_settings`` an ``IntakeSettings`` (None: Redis not configured);
-    ``store`` the artifact store holding ``meta.json`` files (default: ``IMGTRANS_ARTIFACTS``); ``redis_client``
+    ``store`` the artifact store holding ``meta.json`` files (None: no stage timings); ``redis_client``
     reuses a connection (the metrics server keeps one); ``now`` (epoch seconds) is the end of the window.
     """
     if window_s <= 0:
