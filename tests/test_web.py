@@ -17,7 +17,6 @@ import pytest
 from dagster import DagsterInstance, instance_for_test
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.routing import Mount, Route
-from starlette.testclient import TestClient
 
 from imgtrans_pipeline.monitoring import Monitor, StatusSnapshot
 from imgtrans_pipeline.monitoring.cli import run_metrics_server
@@ -93,10 +92,10 @@ def test_token_on_every_interface(monitor):
 
 
 def test_a_token_given_on_loopback_is_enforced_too(monitor):
-    client = TestClient(create_app(monitor, token=TOKEN))
-    assert client.get("/health").status_code == 401
-    assert client.get("/health", headers={"Authorization": "Bearer nope"}).status_code == 403
-    assert client.get("/health", params={"token": TOKEN}).status_code == 200
+    with WebServer(create_app(monitor, token=TOKEN), port=0) as server:
+        assert get(server.url + "/health")[0] == 401
+        assert get(server.url + "/health", {"Authorization": "Bearer nope"})[0] == 403
+        assert get(server.url + f"/health?token={TOKEN}")[0] == 200
 
 
 def test_index_page_is_rendered_from_templates_and_more_routes_mount_beside(monitor):
@@ -106,12 +105,12 @@ def test_index_page_is_rendered_from_templates_and_more_routes_mount_beside(moni
         return PlainTextResponse(f"hello {request.path_params['name']}")
 
     app = create_app(monitor, routes=[Mount("/review", routes=[Route("/{name}", hello)])])
-    client = TestClient(app)
-    response = client.get("/")
-    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
-    assert '<a href="/metrics">' in response.text and "<title>imgtrans</title>" in response.text
-    assert client.get("/review/x").text == "hello x"
-    assert client.get("/metrics").status_code == 200  # the monitoring routes are still there
+    with WebServer(app, port=0) as server:
+        status, headers, body = get(server.url + "/")
+        assert status == 200 and headers["content-type"].startswith("text/html")
+        assert '<a href="/metrics">' in body and "<title>imgtrans</title>" in body
+        assert get(server.url + "/review/x")[2] == "hello x"
+        assert get(server.url + "/metrics")[0] == 200  # the monitoring routes are still there
     # Templates escape what they are given (the review page will show OCR'd text).
     page = app.state.templates.get_template("index.html").render(links=[("/a", "<b>x</b>")])
     assert "&lt;b&gt;x&lt;/b&gt;" in page
