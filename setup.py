@@ -14,7 +14,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     packages=find_packages(include=["imgtrans_pipeline", "imgtrans_pipeline.*"]),
-    package_data={"imgtrans_pipeline": ["py.typed", "**/*.json", "**/*.yaml"]},
+    package_data={"imgtrans_pipeline": ["py.typed", "**/*.json", "**/*.yaml", "web/templates/*.html"]},
     install_requires=[
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
@@ -32,6 +32,17 @@ setup(
         "boto3>=1.34",
         "tqdm>=4.66",
         "redis==8.1.0",  # intake: queue, status hashes, dead letters (redis-py)
+        # One typed settings object read from IMGTRANS_* variables (validation names the bad variable).
+        "pydantic-settings>=2.6",
+        # The one HTTP retry policy (downloads, translation APIs, webhooks): waits, stops, async loops.
+        "tenacity>=9.0",
+        # Metrics exposition (every Prometheus format, content negotiation, histograms).
+        "prometheus-client>=0.21",
+        # The web app (/metrics, /health, /status, review page): dagster-webserver's own framework and server.
+        "starlette>=0.40",
+        "uvicorn>=0.30",
+        "jinja2>=3.1",
+        "psutil>=5.9",  # process trees: imgtrans serve, the benchmarks' CPU and memory figures
     ],
     extras_require={
         # LaMa inpainting (TorchScript). torch==2.13.0 is the CPU wheel these machines carry on disk.
@@ -53,7 +64,6 @@ setup(
             "moto[server]>=5.0",
             "ruff>=0.6",
             "jsonschema>=4.18",
-            "psutil>=5.9",  # process trees in tests/test_serve.py and the benchmark (not only via paddle)
         ],
     },
     entry_points={"console_scripts": ["imgtrans=imgtrans_pipeline.cli:main"]},

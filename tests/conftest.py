@@ -31,6 +31,19 @@ def _fresh_settings():
     reset_settings()
 
 
+@pytest.fixture
+def setenv(monkeypatch: pytest.MonkeyPatch):
+    """Set environment variables for this test and have the settings read them (they are read once)."""
+    from imgtrans_pipeline.core.settings import reset_settings
+
+    def apply(**variables: str) -> None:
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        reset_settings()
+
+    return apply
+
+
 @pytest.fixture(autouse=True)
 def _no_stale_dagster_state_storage():
     """Each DagsterInstance registers itself as the process's current definitions-state storage and unregisters

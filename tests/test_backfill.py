@@ -63,9 +63,9 @@ def test_catalogue_knows_what_is_missing(catalogue):
     assert not missing_translations(store, ["en"], pipeline_version="0")
 
 
-def test_schedule_requests_one_range_run_over_the_missing_partitions(catalogue, monkeypatch):
+def test_schedule_requests_one_range_run_over_the_missing_partitions(catalogue, setenv):
     tmp, instance, hashes = catalogue
-    monkeypatch.setenv("IMGTRANS_BACKFILL_TARGETS", "en")
+    setenv(IMGTRANS_BACKFILL_TARGETS="en")
     defs = _defs(tmp)
     context = build_schedule_context(instance=instance, resources={"artifacts": defs.resources["artifacts"]})
     requests = translate_catalogue_schedule(context)
@@ -77,9 +77,9 @@ def test_schedule_requests_one_range_run_over_the_missing_partitions(catalogue, 
     assert set(keys) <= set(instance.get_dynamic_partitions(TRANSLATIONS.name))
 
 
-def test_backfill_run_retranslates_stored_images_and_then_nothing_is_missing(catalogue, monkeypatch):
+def test_backfill_run_retranslates_stored_images_and_then_nothing_is_missing(catalogue, setenv):
     tmp, instance, hashes = catalogue
-    monkeypatch.setenv("IMGTRANS_BACKFILL_TARGETS", "en")
+    setenv(IMGTRANS_BACKFILL_TARGETS="en")
     defs = _defs(tmp)
     context = build_schedule_context(instance=instance, resources={"artifacts": defs.resources["artifacts"]})
     [request] = translate_catalogue_schedule(context)
@@ -104,10 +104,10 @@ def test_backfill_run_retranslates_stored_images_and_then_nothing_is_missing(cat
     assert len(stored) == 2 * 5 and max(p.stat().st_size for p in stored) < 20_000  # 5 assets x 2 partitions
 
 
-def test_backfill_cli_runs_the_same_plan(catalogue, monkeypatch, capsys):
+def test_backfill_cli_runs_the_same_plan(catalogue, monkeypatch, setenv, capsys):
     tmp, instance, _ = catalogue
-    monkeypatch.setenv("IMGTRANS_ARTIFACTS", str(tmp / "artifacts"))
-    monkeypatch.setenv("IMGTRANS_TRANSLATION_CACHE", str(tmp / "artifacts" / "cache.sqlite"))
+    setenv(IMGTRANS_ARTIFACTS=str(tmp / "artifacts"),
+           IMGTRANS_TRANSLATION_CACHE=str(tmp / "artifacts" / "cache.sqlite"))
     monkeypatch.setattr("imgtrans_pipeline.cli.dagster_instance", lambda: instance)
     assert imgtrans(["backfill", "--to", "en", "--dry-run"]) == 0
     out = capsys.readouterr().out

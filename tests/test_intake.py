@@ -140,17 +140,18 @@ def test_schema_languages_match_core_languages() -> None:
     assert len(schema["not"]["anyOf"]) == len(LANGUAGES)
 
 
-def test_settings_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("IMGTRANS_QUEUE", "ocr_tasks")
-    monkeypatch.setenv("IMGTRANS_QUEUE_KIND", "Stream")
-    monkeypatch.setenv("IMGTRANS_STATUS_TTL_SECONDS", "60")
-    monkeypatch.setenv("IMGTRANS_WEBHOOK_SECRET", "s3cret")
-    s = IntakeConfig.from_env()
+def test_config_from_the_settings(setenv) -> None:
+    from imgtrans_pipeline.core.settings import Settings
+
+    setenv(IMGTRANS_QUEUE="ocr_tasks", IMGTRANS_QUEUE_KIND="Stream", IMGTRANS_STATUS_TTL_SECONDS="60",
+           IMGTRANS_WEBHOOK_SECRET="s3cret")
+    s = IntakeConfig.from_settings(Settings().intake)
     assert (s.queue, s.queue_kind, s.status_ttl_seconds, s.webhook_secret) == ("ocr_tasks", "stream", 60, "s3cret")
     assert s.processing == "ocr_tasks:processing" and s.results == "imgtrans:results"
-    monkeypatch.setenv("IMGTRANS_QUEUE_KIND", "kafka")
+    assert s.redis_url == "redis://127.0.0.1:6379/0"  # IMGTRANS_REDIS_URL unset: local Redis (and intake off)
+    setenv(IMGTRANS_QUEUE_KIND="kafka")
     with pytest.raises(ValueError, match="IMGTRANS_QUEUE_KIND"):
-        IntakeConfig.from_env()
+        Settings()
 
 
 def test_connect_returns_a_string_client(redis_server: RedisServer) -> None:

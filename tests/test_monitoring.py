@@ -1,9 +1,10 @@
-"""Observability: ``collect_status``, the Prometheus text, the HTTP server and the CLI commands.
+"""Observability: ``collect_status``, the Prometheus metrics, the quality histogram, the web app and the CLI.
 
 Everything real: a redis-server (session fixture), a Dagster instance with runs of ``translate_images`` — two
 executed in-process by the real job on small generated images (so ``meta.json`` timings are real), and a few
-created the way the sensor's daemon creates them, then queued / started / canceled — and a real HTTP server
-scraped with urllib.
+created the way the sensor's daemon creates them, then queued / started / canceled — materializations with
+quality scores recorded by a real in-process run, and the Starlette app served by uvicorn on a free port,
+scraped with urllib and read back with prometheus_client's parsers.
 """
 
 from __future__ import annotations
@@ -23,13 +24,28 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance, DagsterRunStatus, Definitions, instance_for_test
+from dagster import (
+    AssetKey,
+    AssetMaterialization,
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    MetadataValue,
+    instance_for_test,
+    job,
+    op,
+)
 from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
 
+from imgtrans_pipeline import names
 from imgtrans_pipeline.intake import DeadLetters, IntakeConfig, create_queue, push_result
 from imgtrans_pipeline.monitoring import (
-    MetricsServer,
+    Monitor,
+    QualityScores,
     StatusSnapshot,
     check_health,
     collect_status,
@@ -37,18 +53,21 @@ from imgtrans_pipeline.monitoring import (
     render_prometheus,
 )
 from imgtrans_pipeline.monitoring import collect as collect_module
+from imgtrans_pipeline.monitoring import quality as quality_module
 from imgtrans_pipeline.monitoring.cli import add_status_commands, format_status, main, run_status
 from imgtrans_pipeline.names import TAG_REQUEST_COUNT as REQUEST_COUNT_TAG
 from imgtrans_pipeline.names import TRANSLATE_JOB, run_config
 from imgtrans_pipeline.orchestration.definitions import build_resources
 from imgtrans_pipeline.orchestration.jobs import translate_images
+from imgtrans_pipeline.orchestration.recording import asset_key
 from imgtrans_pipeline.storage import create_artifact_store
+from imgtrans_pipeline.web import WebServer, create_app
 from tests.dagster_services import pipeline_settings
 from tests.imagegen import text_image
 from tests.redis_server import RedisServer
 
-PROJECT = Path(__file__).resolve().parents[1]
 WINDOW_S = 15 * 60
+RENDERED = asset_key(names.RENDERED_IMAGE)
 REAL_IDS = ["mon-ok-1", "mon-ok-2", "mon-ok-3", "mon-bad-1"]
 
 
@@ -131,44 +150,20 @@ def _fill_redis(settings: IntakeConfig) -> None:
     push_result(client, settings, {"request_id": "r-1", "status": "succeeded"})
 
 
-# --- a tiny Prometheus text parser (format 0.0.4), written here so the test does not trust the renderer -------------
-
-_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(?:,|$)')
+# --- the exposition, read back with prometheus_client's own parser -------------------------------------------------
 
 
 def parse_prometheus(text: str) -> tuple[dict[str, str], dict[tuple[str, frozenset], float]]:
-    """Returns (family -> type, (sample name, labels) -> value); asserts the format's rules on the way."""
-    assert text.endswith("\n")
+    """Returns (family -> type, (sample name, labels) -> value); no family or sample may appear twice."""
     types: dict[str, str] = {}
-    helps: set[str] = set()
     samples: dict[tuple[str, frozenset], float] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name = line.split(" ", 3)[2]
-            assert name not in helps, f"duplicate HELP for {name}"
-            helps.add(name)
-        elif line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ")
-            assert kind in ("counter", "gauge", "summary", "histogram", "untyped")
-            assert name not in types, f"duplicate TYPE for {name}"
-            types[name] = kind
-        else:
-            match = _SAMPLE.match(line)
-            assert match, f"not a sample line: {line!r}"
-            name, label_text, value = match.groups()
-            labels = {}
-            if label_text:
-                consumed = "".join(m.group(0) for m in _LABEL.finditer(label_text))
-                assert consumed == label_text, f"bad labels: {label_text!r}"
-                labels = {k: v.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
-                          for k, v in _LABEL.findall(label_text)}
-            family = re.sub(r"_(sum|count)$", "", name) if re.sub(r"_(sum|count)$", "", name) in types else name
-            assert family in types, f"sample {name} before its TYPE line"
-            key = (name, frozenset(labels.items()))
+    for family in text_string_to_metric_families(text):
+        assert family.name not in types, f"duplicate family {family.name}"
+        types[family.name] = family.type
+        for s in family.samples:
+            key = (s.name, frozenset(s.labels.items()))
             assert key not in samples, f"duplicate sample {key}"
-            samples[key] = float(value)
-    assert set(types) == helps
+            samples[key] = s.value
     return types, samples
 
 
@@ -330,17 +325,28 @@ def test_prometheus_leaves_out_what_could_not_be_read_and_escapes_labels():
     assert sample(samples, "imgtrans_queue_depth", queue='odd"key\\x\nend') == 1
 
 
-# --- HTTP server --------------------------------------------------------------------------------------------------
+# --- HTTP: the Starlette app under uvicorn, scraped over a real socket -----------------------------------------
+
+
+def serve(monitor: Monitor, **kwargs: Any) -> WebServer:
+    return WebServer(create_app(monitor, **kwargs), port=0)
 
 
 def test_http_server_serves_metrics_health_and_status(instance, world, redis_server, redis_client):
     settings = _settings(redis_server.url)
     _fill_redis(settings)
-    with MetricsServer.for_instance(instance, settings, store=world["store"], port=0, cache_seconds=0) as server:
+    monitor = Monitor.for_instance(instance, settings, store=world["store"], cache_seconds=0)
+    with serve(monitor) as server:
+        assert server.url.startswith("http://127.0.0.1:")
         status, ctype, body = get(server.url + "/metrics")
         assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
-        _, samples = parse_prometheus(body)
+        types, samples = parse_prometheus(body)
         assert sample(samples, "imgtrans_queue_depth") == 3 and sample(samples, "imgtrans_runs", status="failed") == 1
+        for stage, timing in world_timings(instance, world).items():
+            assert sample(samples, "imgtrans_stage_seconds_count", stage=stage) == timing.count
+        # The quality histogram is exported from the first scrape on, empty until a scored image is rendered.
+        assert types["imgtrans_quality_score"] == "histogram"
+        assert sample(samples, "imgtrans_quality_score_count") == 0
         status, ctype, body = get(server.url + "/health")
         assert status == 200 and json.loads(body) == {"status": "ok", "checks": {"dagster": "ok", "redis": "ok"}}
         status, ctype, body = get(server.url + "/status")
@@ -352,11 +358,30 @@ def test_http_server_serves_metrics_health_and_status(instance, world, redis_ser
         assert get(server.url + "/nope")[0] == 404
 
 
+def world_timings(instance, world) -> dict[str, Any]:
+    return collect_status(instance, None, window_s=WINDOW_S, store=world["store"]).stage_timings
+
+
+def test_http_metrics_speak_openmetrics_when_asked(instance, world):
+    monitor = Monitor.for_instance(instance, None, store=world["store"], cache_seconds=0)
+    with serve(monitor) as server:
+        request = urllib.request.Request(server.url + "/metrics",
+                                         headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            ctype, body = response.headers["Content-Type"], response.read().decode("utf-8")
+    assert ctype.startswith("application/openmetrics-text; version=1.0.0")
+    assert body.endswith("# EOF\n")
+    families = {f.name: f for f in openmetrics_families(body)}
+    assert families["imgtrans_stage_seconds"].type == "summary" and families["imgtrans_runs"].type == "gauge"
+    runs = {s.labels["status"]: s.value for s in families["imgtrans_runs"].samples}
+    assert runs == {"queued": 2, "in_progress": 1, "succeeded": 1, "failed": 1, "canceled": 1}
+
+
 def test_http_health_is_503_when_redis_is_down(instance, world):
     with RedisServer() as redis_srv:
         settings = _settings(redis_srv.url)
-        server = MetricsServer.for_instance(instance, settings, store=world["store"], port=0, cache_seconds=0)
-        with server:
+        monitor = Monitor.for_instance(instance, settings, store=world["store"], cache_seconds=0)
+        with serve(monitor) as server:
             assert get(server.url + "/health")[0] == 200
             redis_srv.stop()
             status, _, body = get(server.url + "/health")
@@ -380,10 +405,83 @@ def test_snapshot_cache_shares_one_collection():
         calls.append(1)
         return StatusSnapshot(collected_at=str(len(calls)), window_s=60)
 
-    with MetricsServer(collector, lambda: (True, {}), port=0, cache_seconds=60) as server:
-        for _ in range(3):
-            assert get(server.url + "/status")[0] == 200
+    with serve(Monitor(collector, lambda: (True, {}), cache_seconds=60)) as server:
+        for path in ("/status", "/metrics", "/status"):
+            assert get(server.url + path)[0] == 200
     assert len(calls) == 1
+
+
+# --- quality score histogram --------------------------------------------------------------------------------------
+
+
+@op
+def render_scored(context) -> None:  # annotated, Dagster would see a string under __future__.annotations
+    """Records rendered images the way the render op does, with a quality_score (and a few without a usable one)."""
+    for i, score in enumerate([0.05, 0.1, 0.35, 0.8, 1.0, 1.7]):
+        value = MetadataValue.float(score) if i % 2 else score  # both ways metadata can be given
+        context.log_event(AssetMaterialization(asset_key=RENDERED, partition=None,
+                                               metadata={"request_id": f"q-{i}", "quality_score": value}))
+    context.log_event(AssetMaterialization(asset_key=RENDERED, metadata={"quality_score": "n/a"}))
+    context.log_event(AssetMaterialization(asset_key=RENDERED, metadata={"request_id": "unscored"}))
+    context.log_event(AssetMaterialization(asset_key=AssetKey(["imgtrans", "inpainted_image"]),
+                                           metadata={"quality_score": 0.5}))  # another asset: not counted
+
+
+@job
+def scored_renders():
+    render_scored()
+
+
+def buckets(samples: dict) -> dict[str, float]:
+    return {dict(lab)["le"]: value for (name, lab), value in samples.items() if name == "imgtrans_quality_score_bucket"}
+
+
+def report_score(inst: DagsterInstance, score: float) -> None:
+    inst.report_runless_asset_event(AssetMaterialization(asset_key=RENDERED, metadata={"quality_score": score}))
+
+
+def test_quality_asset_key_matches_the_orchestration_layer():
+    assert tuple(RENDERED.path) == quality_module.RENDERED_IMAGE_KEY
+
+
+def test_quality_score_histogram_counts_each_new_materialization_once(world):
+    with instance_for_test() as inst:
+        # Stored before the server started: not counted (a restart must not re-count history at once).
+        report_score(inst, 0.9)
+        monitor = Monitor.for_instance(inst, None, store=world["store"], cache_seconds=0)
+        # Stored after the server started but before its first scrape: counted.
+        report_score(inst, 0.42)
+        with serve(monitor) as server:
+            types, samples = parse_prometheus(get(server.url + "/metrics")[2])
+            assert types["imgtrans_quality_score"] == "histogram"
+            assert sample(samples, "imgtrans_quality_score_count") == 1
+            assert buckets(samples) == {"0.1": 0, "0.2": 0, "0.3": 0, "0.4": 0, "0.5": 1, "0.6": 1, "0.7": 1,
+                                        "0.8": 1, "0.9": 1, "1.0": 1, "+Inf": 1}
+
+            assert scored_renders.execute_in_process(instance=inst).success
+            for _ in range(2):  # the second scrape finds nothing new: no score is counted twice
+                _, samples = parse_prometheus(get(server.url + "/metrics")[2])
+                assert sample(samples, "imgtrans_quality_score_count") == 7
+                assert sample(samples, "imgtrans_quality_score_sum") == pytest.approx(
+                    0.05 + 0.1 + 0.35 + 0.8 + 1.0 + 1.7 + 0.42)
+                # Cumulative buckets, upper bound inclusive: 0.1 holds 0.05 and 0.1; 1.7 only in +Inf.
+                assert buckets(samples) == {"0.1": 2, "0.2": 2, "0.3": 2, "0.4": 3, "0.5": 4, "0.6": 4, "0.7": 4,
+                                            "0.8": 5, "0.9": 5, "1.0": 6, "+Inf": 7}
+
+
+def test_quality_scores_read_in_bounded_pages_and_skip_unscored_renders(instance, world):
+    # The real translate_images run A rendered two images; they carry no quality_score yet.
+    scores = QualityScores(instance, count_existing=True)
+    assert scores.poll() == 0 and scores.materializations_read == 2
+    with instance_for_test() as inst:
+        assert scored_renders.execute_in_process(instance=inst).success
+        scores = QualityScores(inst, count_existing=True, max_events_per_scrape=3)
+        observed = [scores.poll() for _ in range(4)]
+        assert observed == [3, 3, 0, 0] and scores.materializations_read == 8  # 6 scored, "n/a", unscored
+        registry = CollectorRegistry()
+        registry.register(scores)
+        _, samples = parse_prometheus(generate_latest(registry).decode())
+        assert sample(samples, "imgtrans_quality_score_count") == 6
 
 
 # --- CLI ----------------------------------------------------------------------------------------------------------

@@ -227,7 +227,7 @@ def _truncated_jpeg(source: Path) -> bytes:
 def test_image_over_pixel_limit_is_refused(tmp_path, instance):
     big = text_image(["全新升级"], width=1200, height=1000).save(tmp_path / "big.png")
     result = _run(tmp_path, instance, [{"request_id": "big", "image_url": str(big), "target_lang": "en"}],
-                  max_image_pixels=1_000_000)
+                  fetch__max_image_pixels=1_000_000)
     assert not result.success
     err = _failure(tmp_path, "big")
     assert err["error"] == "ImageTooLarge" and "pixel" in err["reason"]

@@ -150,6 +150,11 @@ class CelerySection(_Section):
     preload: bool = _env("IMGTRANS_CELERY_PRELOAD", False)
 
 
+class WebSection(_Section):
+    # Required when the review/metrics page is bound to a non-loopback address (bearer header or ?token=).
+    review_token: SecretStr | None = _env("IMGTRANS_REVIEW_TOKEN", None)
+
+
 class Settings(BaseSettings):
     """Everything configurable, with defaults that work offline on a fresh machine."""
 
@@ -172,6 +177,7 @@ class Settings(BaseSettings):
     s3: S3Section = Field(default_factory=S3Section)
     backfill: BackfillSection = Field(default_factory=BackfillSection)
     celery: CelerySection = Field(default_factory=CelerySection)
+    web: WebSection = Field(default_factory=WebSection)
 
     @model_validator(mode="after")
     def _derived_defaults(self) -> Settings:

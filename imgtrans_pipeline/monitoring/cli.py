@@ -5,7 +5,10 @@ imgtrans_pipeline.monitoring.cli`` runs them on their own (same arguments).
 
 Both read the Dagster instance the CLI and ``dagster dev`` use (``$DAGSTER_HOME``, else ``./.dagster_home``), the
 Redis intake named by ``IMGTRANS_REDIS_URL`` / ``IMGTRANS_QUEUE`` / ... (skipped when ``IMGTRANS_REDIS_URL`` is
-unset) and the artifact store ``IMGTRANS_ARTIFACTS`` for per-stage timings.
+unset) and the artifact store ``IMGTRANS_ARTIFACTS`` for per-stage timings; ``metrics-server`` also reads
+``IMGTRANS_REVIEW_TOKEN`` (required with a non-loopback ``--host``), all through ``core.settings``. The
+``_cmd_*`` functions take them from there; :func:`run_status` and :func:`run_metrics_server` take everything as
+parameters.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import logging
 import sys
 from typing import Any, TextIO
 
-from .collect import DEFAULT_WINDOW_S, StatusSnapshot, collect_status, intake_settings_from_env
+from ..core.settings import get_settings
+from ..orchestration.instance import dagster_instance
+from .collect import DEFAULT_WINDOW_S, StatusSnapshot, collect_status
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +41,8 @@ def add_status_commands(subparsers: Any) -> None:
                     help="throughput and finished-run window in minutes (default 15)")
     st.set_defaults(func=_cmd_status)
     ms = subparsers.add_parser("metrics-server", help="serve /metrics (Prometheus), /health and /status over HTTP")
-    ms.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ms.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1; any other needs IMGTRANS_REVIEW_TOKEN)")
     ms.add_argument("--port", type=int, default=9464, help="port (default 9464; 0 picks a free one)")
     ms.add_argument("--window", type=_minutes, default=DEFAULT_WINDOW_S / 60, metavar="MINUTES",
                     help="throughput window in minutes (default 15)")
@@ -122,31 +128,83 @@ def run_status(instance: Any, intake_settings: Any | None, *, window_minutes: fl
     return 1 if redis_down or not snapshot.dagster_ok else 0
 
 
-def _instance() -> Any:
-    from ..orchestration.instance import dagster_instance  # $DAGSTER_HOME, else ./.dagster_home
+# --- what the commands take from the settings ------------------------------------------------------------------
 
-    return dagster_instance()
+
+def configured_intake() -> Any | None:
+    """The intake's configuration when Redis intake is configured (``IMGTRANS_REDIS_URL`` set), else None."""
+    from ..intake import IntakeConfig
+
+    section = get_settings().intake
+    return IntakeConfig.from_settings(section) if section.enabled else None
+
+
+def configured_artifact_store() -> Any:
+    """The configured artifact store (``IMGTRANS_ARTIFACTS``: where ``meta.json`` files hold the stage timings)."""
+    from ..orchestration.definitions import build_resources
+
+    return build_resources()["artifacts"].store()  # type: ignore[attr-defined]
+
+
+def _review_token() -> str | None:
+    token = get_settings().web.review_token
+    return token.get_secret_value() if token else None
+
+
+def _store_or_none() -> Any | None:
+    try:
+        return configured_artifact_store()
+    except Exception as exc:  # a bad IMGTRANS_ARTIFACTS: the rest of the status is still worth showing
+        logger.warning("no artifact store: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     try:
-        instance = _instance()
+        instance = dagster_instance()
     except Exception as exc:  # e.g. a bad DAGSTER_HOME or an unreachable Postgres: still show the Redis side
         print(f"imgtrans status: no Dagster instance: {type(exc).__name__}: {exc}", file=sys.stderr)
         instance = None
-    return run_status(instance, intake_settings_from_env(), window_minutes=args.window, as_json=args.json)
+    return run_status(instance, configured_intake(), window_minutes=args.window, as_json=args.json,
+                      store=_store_or_none())
+
+
+def run_metrics_server(instance: Any, intake_settings: Any | None, *, store: Any | None, host: str, port: int,
+                       token: str | None, window_minutes: float = DEFAULT_WINDOW_S / 60, cache_seconds: float = 5.0,
+                       out: TextIO | None = None) -> int:
+    """Serve ``/metrics``, ``/health``, ``/status`` until SIGINT/SIGTERM. Exit status 2 when it cannot listen
+    (a non-loopback ``host`` without ``token``, a busy port)."""
+    from ..web import WebServer, check_token_rule, create_app
+    from .monitor import Monitor
+
+    out = out or sys.stdout
+    try:
+        check_token_rule(host, token)  # before any connection to Dagster or Redis is made
+    except ValueError as exc:
+        print(f"imgtrans metrics-server: {exc}", file=sys.stderr)
+        return 2
+    monitor = Monitor.for_instance(instance, intake_settings, store=store, window_s=window_minutes * 60,
+                                   cache_seconds=cache_seconds)
+    try:
+        server = WebServer(create_app(monitor, host=host, token=token), port=port)
+    except OSError as exc:  # port in use, address not on this host
+        print(f"imgtrans metrics-server: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    auth = ", token required" if token else ""
+
+    def announce() -> None:
+        # One line on stdout once it answers, so scripts (and tests) learn the port when --port 0 was given.
+        print(f"imgtrans metrics server on {server.url} (/metrics /health /status{auth})", file=out, flush=True)
+
+    server.serve_until_signalled(ready=announce)
+    print("imgtrans metrics server stopped", file=out, flush=True)
+    return 0
 
 
 def _cmd_metrics_server(args: argparse.Namespace) -> int:
-    from .prometheus import MetricsServer
-
-    server = MetricsServer.for_instance(_instance(), intake_settings_from_env(), window_s=args.window * 60,
-                                        host=args.host, port=args.port, cache_seconds=args.cache_seconds)
-    # One line on stdout so scripts (and tests) learn the port when --port 0 was given.
-    print(f"imgtrans metrics server on {server.url} (/metrics /health /status)", flush=True)
-    server.serve_until_signalled()
-    print("imgtrans metrics server stopped", flush=True)
-    return 0
+    return run_metrics_server(dagster_instance(), configured_intake(), store=_store_or_none(),
+                              host=args.host, port=args.port, token=_review_token(),
+                              window_minutes=args.window, cache_seconds=args.cache_seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,13 +37,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..names import GPU_POOL, TRANSLATE_JOB
+from ..names import TAG_REQUEST_COUNT as REQUEST_COUNT_TAG
+
 logger = logging.getLogger(__name__)
 
-# Same values as orchestration.jobs.TRANSLATE_JOB / orchestration.sensors.REQUEST_COUNT_TAG; repeated here so
-# that importing this module does not import the ops (and with them every engine module). A test pins them.
-TRANSLATE_JOB = "translate_images"
-REQUEST_COUNT_TAG = "imgtrans/requests"
-GPU_POOL = "gpu"
 
 DEFAULT_WINDOW_S = 15 * 60
 DEFAULT_TIMING_SAMPLE = 200
@@ -320,11 +318,10 @@ def stage_timings(samples: Iterable[dict[str, float]]) -> dict[str, StageTiming]
 
 
 def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None, sample: int) -> None:
+    if store is None:
+        snapshot.timings_error = "no artifact store given"
+        return
     try:
-        if store is None:
-            from ..orchestration.definitions import build_resources
-
-            store = build_resources()["artifacts"].store()  # type: ignore[attr-defined]
         ids = recent_request_ids(instance, snapshot.job, sample)
         if not ids:
             return
@@ -341,15 +338,6 @@ def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None,
 # --- entry points -----------------------------------------------------------------------------------------------
 
 
-def intake_settings_from_env() -> Any | None:
-    """The intake's settings when Redis intake is configured (``IMGTRANS_REDIS_URL`` set), else None."""
-    from ..core.settings import get_settings
-    from ..intake import IntakeConfig
-
-    section = get_settings().intake
-    return IntakeConfig.from_settings(section) if section.enabled else None
-
-
 def collect_status(instance: Any, intake_settings: Any | None, *, window_s: float = DEFAULT_WINDOW_S,
                    store: Any | None = None, redis_client: Any | None = None,
                    timing_sample: int = DEFAULT_TIMING_SAMPLE, pool: str = GPU_POOL,
@@ -357,7 +345,7 @@ def collect_status(instance: Any, intake_settings: Any | None, *, window_s: floa
     """One snapshot of the pipeline's state. Never raises for an unreachable source (see the ``*_error`` fields).
 
     ``instance`` is a ``DagsterInstance``; ``intake_settings`` an ``IntakeConfig`` (None: Redis not configured);
-    ``store`` the artifact store holding ``meta.json`` files (default: ``IMGTRANS_ARTIFACTS``); ``redis_client``
+    ``store`` the artifact store holding ``meta.json`` files (None: no stage timings); ``redis_client``
     reuses a connection (the metrics server keeps one); ``now`` (epoch seconds) is the end of the window.
     """
     if window_s <= 0:

@@ -223,7 +223,7 @@ class IntakeResource(ConfigurableResource):
     linger_seconds: float = 0.2
     allow_private_callbacks: bool = False
 
-    def settings(self) -> Any:
+    def config(self) -> Any:
         from ..intake import IntakeConfig
 
         return IntakeConfig.from_settings(get_settings().intake, redis_url=self.redis_url, queue=self.queue_key,
@@ -236,33 +236,33 @@ class IntakeResource(ConfigurableResource):
         Why 4.5 s by default: the daemon starts its sensor loop at most every 5 s and sleeps only for what is left
         of those 5 s after the ticks, so an idle tick that blocks ~4.5 s leaves the queue unwatched for well under
         a second per cycle."""
-        return max(0.0, min(self.claim_wait_seconds, self.settings().socket_timeout - 0.5))
+        return max(0.0, min(self.claim_wait_seconds, self.config().socket_timeout - 0.5))
 
     def client(self) -> Any:
-        settings = self.settings()
-        return cached_engine(("redis", settings.redis_url), settings.connect)
+        config = self.config()
+        return cached_engine(("redis", config.redis_url), config.connect)
 
     def queue(self) -> Any:
         from ..intake import create_queue
 
-        return create_queue(self.client(), self.settings())
+        return create_queue(self.client(), self.config())
 
     def status(self) -> Any:
         from ..intake import RequestStatus
 
-        return RequestStatus(self.client(), self.settings())
+        return RequestStatus(self.client(), self.config())
 
     def dead_letters(self) -> Any:
         from ..intake import DeadLetters
 
-        return DeadLetters(self.client(), self.settings())
+        return DeadLetters(self.client(), self.config())
 
     def _webhooks(self) -> Any:
         from ..engines.fetch import UrlPolicy
         from ..intake import WebhookSender
 
-        settings = self.settings()
-        return WebhookSender(settings.webhook_secret, url_policy=UrlPolicy(allow_private=self.allow_private_callbacks))
+        config = self.config()
+        return WebhookSender(config.webhook_secret, url_policy=UrlPolicy(allow_private=self.allow_private_callbacks))
 
     def mark_running(self, request_ids: list[str], run_id: str) -> None:
         status = self.status()
@@ -273,7 +273,7 @@ class IntakeResource(ConfigurableResource):
         """Final state of each request of a run: status hash, dead letter, results list, webhook."""
         from ..intake import push_result
 
-        status, dead, settings = self.status(), self.dead_letters(), self.settings()
+        status, dead, config = self.status(), self.dead_letters(), self.config()
         webhooks = self._webhooks()
         for outcome in outcomes:
             request_id = outcome["request_id"]
@@ -292,7 +292,7 @@ class IntakeResource(ConfigurableResource):
             message = {"request_id": request_id, "status": "succeeded" if succeeded else "failed",
                        "result_url": outcome.get("result_url"), "meta_url": outcome.get("meta"),
                        "error": reason, "run_id": run_id}
-            push_result(self.client(), settings, message)
+            push_result(self.client(), config, message)
             callback = outcome.get("callback_url")
             if callback:
                 sent = webhooks.send(callback, message)
@@ -317,5 +317,5 @@ class IntakeResource(ConfigurableResource):
             status.mark(request_id, "dead", run_id=run_id, error=reason)
             dead.add(state.get("payload") or json.dumps({"request_id": request_id}), reason,
                      request_id=request_id, run_id=run_id, stage="run")
-            push_result(self.client(), self.settings(), {"request_id": request_id, "status": "failed",
+            push_result(self.client(), self.config(), {"request_id": request_id, "status": "failed",
                                                          "error": reason, "run_id": run_id})

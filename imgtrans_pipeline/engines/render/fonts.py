@@ -14,7 +14,6 @@ Search order (first font that actually has glyphs for the language wins):
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import threading
@@ -179,11 +178,8 @@ class FontSet:
 
     @staticmethod
     def _configured_dirs(fonts_dir: str | Path | None) -> list[Path]:
-        if fonts_dir is not None:
+        if fonts_dir is not None:  # the settings' IMGTRANS_FONTS_DIR, through the render resource
             return [Path(fonts_dir)]
-        env = os.environ.get("IMGTRANS_FONTS_DIR")
-        if env:
-            return [Path(env)]
         dirs = [_REPO_ROOT / "models" / "fonts", Path.cwd() / "models" / "fonts"]
         unique: list[Path] = []
         for d in dirs:

@@ -266,9 +266,18 @@ class GeminiTranslator(_HttpLLMTranslator):
         base_url: str = "https://generativelanguage.googleapis.com/v1beta",
         *,
         thinking_budget: int | None = None,
-        **options: Any,
+        api_key: str | None = None,
+        require_api_key: bool = True,
+        timeout: float = 60.0,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        temperature: float = 0.0,
     ) -> None:
-        super().__init__(model, base_url, **options)
+        super().__init__(model, base_url, api_key=api_key, require_api_key=require_api_key, timeout=timeout,
+                         max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
+                         max_retry_after=max_retry_after, temperature=temperature)
         self.thinking_budget = thinking_budget
 
     def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -327,11 +336,19 @@ class OpenAICompatibleTranslator(_HttpLLMTranslator):
         *,
         json_mode: bool = True,
         require_api_key: bool | None = None,
-        **options: Any,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_attempts: int = 4,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 120.0,
+        temperature: float = 0.0,
     ) -> None:
         if require_api_key is None:
             require_api_key = "api.openai.com" in base_url
-        super().__init__(model, base_url, require_api_key=require_api_key, **options)
+        super().__init__(model, base_url, api_key=api_key, require_api_key=require_api_key, timeout=timeout,
+                         max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
+                         max_retry_after=max_retry_after, temperature=temperature)
         self.json_mode = json_mode
 
     def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
