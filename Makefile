@@ -12,7 +12,7 @@ TEST_EXTRAS := test,lama,celery
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export IMGTRANS_HOME := $(CURDIR)
 
-.PHONY: setup demo test dev serve lint clean system-packages models paddle
+.PHONY: setup demo test dev serve bench lint clean system-packages models paddle
 
 setup: system-packages $(VENV)/.installed-base models $(DAGSTER_HOME)/dagster.yaml
 
@@ -88,6 +88,11 @@ $(SERVE_HOME)/dagster.yaml: dagster.workers.yaml
 	@mkdir -p $(SERVE_HOME)/.nux
 	@ln -sf ../dagster.workers.yaml $@
 	@echo "seen: 1" > $(SERVE_HOME)/.nux/nux.yaml
+
+# Throughput harness (benchmarks/README.md): every mode, intake included (warm run workers need the celery extra).
+BENCH_ARGS ?= --quick
+bench: setup $(VENV)/.installed-serve
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
