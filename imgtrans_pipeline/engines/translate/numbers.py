@@ -234,8 +234,8 @@ def _scale_of(word: str) -> float:
 
 
 def protect_numbers(text: str, target_lang: str, first_index: int = 0) -> tuple[str, list[str]]:
-    """``text`` (full-width digits folded to ASCII) with each number replaced by ``[first_index + i]``, and the text each
-    placeholder is to be restored to.
+    """``text`` (full-width digits folded to ASCII) with each number replaced by ``[first_index + i]``, and the
+    text each placeholder is to be restored to.
 
     The placeholder covers what must come out unchanged: the number with its Latin unit ("500ml") or currency
     ("¥199"; "199元" becomes "¥199", since a currency sign reads in any language). For English, a Chinese
