@@ -99,7 +99,7 @@ def run_ocr(
 
     kept, dropped = filter_regions(regions, min_confidence)
     kept = reading_order(kept)
-    blocks = group_blocks(kept, image_width=float(image.shape[1]))
+    blocks = group_blocks(kept, image_width=float(image.shape[1]), image=image)
     return OcrResult(
         regions=kept,
         blocks=blocks,
