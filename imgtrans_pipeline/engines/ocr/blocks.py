@@ -234,7 +234,7 @@ def separator_between(image: np.ndarray, upper: tuple[float, float, float, float
 
 MAX_COLOR_DISTANCE = 80.0  # RGB distance between two lines' text colours: above it, different elements
 MAX_BACKGROUND_DISTANCE = 80.0  # lines on differently coloured panels (badges, label bars) are separate
-MAX_STROKE_RATIO = 1.4  # bold over regular (font weight): stroke widths of lines of about one size
+MAX_STROKE_RATIO = 1.3  # bold over regular (font weight): stroke widths of lines of about one size
 LONG_LINE_EMS = 10.0  # a line this long (in CJK character widths) can be a wrapped line of a paragraph
 _BULLETS = "●•·▪■◆◇○◎★☆▶►▸✓✔√※*-–—"
 _BULLET_START = re.compile(rf"^\s*(?:[{re.escape(_BULLETS)}]|[①-⑳]|\d{{1,2}}[.、)）](?!\d)|[（(]\d{{1,2}}[)）])")
