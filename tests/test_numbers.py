@@ -49,6 +49,7 @@ def test_missing_numbers_rules() -> None:
 def test_repair_puts_digits_and_yuan_back() -> None:
     assert repair_numbers("免费送5瓶", "I'll give you five for free", "en") == "I'll give you 5 for free"
     assert repair_numbers("4800万像素主摄", "Forty-eight million pixels", "en") == "48 million pixels"
+    assert repair_numbers("1000尼特", "One thousand nits", "en") == "1000 nits"
     assert repair_numbers("预定享484元豪礼", "It's scheduled for $484", "en") == "It's scheduled for ¥484"
     assert repair_numbers("进店抽99元大红包", "a 99-dollar red bag", "en") == "a ¥99 red bag"
     assert repair_numbers("原价299元", "The original price is 299", "en") == "The original price is ¥299"

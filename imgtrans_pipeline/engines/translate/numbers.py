@@ -206,7 +206,7 @@ def repair_numbers(source: str, translation: str, target_lang: str) -> str:
                     base = int(value)
                     suffix = "th" if 10 <= base % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(base % 10, "th")
                     digits = f"{base}{suffix}"
-                elif m.group("scale") and m.group("scale").lower() != "hundred":
+                elif m.group("scale") and m.group("scale").lower() in ("million", "billion"):
                     scale = m.group("scale").lower()
                     digits = f"{_fmt(value / _SCALES[scale])} {scale}"
                 else:
