@@ -3,6 +3,7 @@ brand lines and differently styled lines apart. Pages are drawn in code and read
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 from imgtrans_pipeline.core.keep import split_translatable
 from imgtrans_pipeline.core.types import TextRegion
 from imgtrans_pipeline.engines.ocr import run_ocr
-from imgtrans_pipeline.engines.ocr.blocks import group_blocks, line_style, separator_between
+from imgtrans_pipeline.engines.ocr.blocks import group_blocks, line_style, separator_between, split_at_separators
 from tests.imagegen import SC_INDEX, character_error_rate
 
 REGULAR = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"
@@ -174,3 +175,25 @@ def test_bad_images_give_a_clear_result() -> None:
     assert line_style(np.full((40, 200, 3), 128, np.uint8), (10, 10, 190, 30)) is None  # flat: no text
     with pytest.raises(ValueError, match="HxWx3"):
         group_blocks(regions, image=np.zeros((10, 10), np.uint8))
+
+
+def test_side_by_side_claims_split_at_separator_bars(ocr_engine) -> None:
+    pixels = page([Line("正品保障 | 极速发货 | 七天无理由退换", 30, size=30)], height=100)
+    result = run_ocr(ocr_engine, pixels, "zh")
+    assert _texts(result.blocks) == ["正品保障", "极速发货", "七天无理由退换"]
+    boxes = [b.bbox for b in result.blocks]
+    for left, right in itertools.pairwise(boxes):
+        assert left[2] <= right[0]  # side by side, not overlapping
+
+
+def test_split_at_separators_geometry() -> None:
+    line = _region("2K触控全面屏|13代英特尔处理器|超级终端", 100, 10, 700, 40)
+    parts = split_at_separators([line])
+    assert [p.text for p in parts] == ["2K触控全面屏", "13代英特尔处理器", "超级终端"]
+    xs = [p.bbox() for p in parts]
+    assert xs[0][0] == 100 and xs[-1][2] == 700
+    assert all(a[2] < b[0] for a, b in itertools.pairwise(xs))
+    assert all(p.bbox()[1] == 10 and p.bbox()[3] == 40 for p in parts)
+    plain = _region("没有分隔符的一行", 0, 0, 100, 20)
+    tilted = TextRegion([(0, 40), (100, 0), (110, 20), (10, 60)], "甲|乙", 0.9)
+    assert split_at_separators([plain, tilted]) == [plain, tilted]

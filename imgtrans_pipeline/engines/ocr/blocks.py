@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...core.keep import letter_script
+from ...core.keep import letter_script, polygon_tilt
 from ...core.types import TextBlock, TextRegion
 
 logger = logging.getLogger(__name__)
@@ -228,6 +228,67 @@ def separator_between(image: np.ndarray, upper: tuple[float, float, float, float
         if _color_distance(tuple(above), tuple(below)) < 30.0:
             return True
     return False
+
+
+# --- one OCR line holding several items ----------------------------------------------------------------------
+
+SEPARATORS = "|｜"  # "正品保障 | 极速发货 | 七天退换": one OCR line, three separate claims
+MAX_SPLIT_TILT = 5.0  # degrees; tilted lines are not cut (their polygon is not a box to interpolate along)
+
+
+def _char_ems(ch: str) -> float:
+    return 1.0 if letter_script(ch) in ("han", "kana", "hangul") or ord(ch) >= 0x3000 else 0.55
+
+
+def _separator_column(image: np.ndarray, box: tuple[float, float, float, float], guess: float) -> float:
+    """The x of the printed separator bar nearest ``guess`` (within one line height), or ``guess`` when no column
+    there is inked over most of the line's height."""
+    height, width = image.shape[:2]
+    x0, y0, x1, y1 = _clip(box, width, height)
+    line_h = max(y1 - y0, 1)
+    lo, hi = max(x0, int(guess - line_h)), min(x1, int(guess + line_h) + 1)
+    if hi - lo < 1 or y1 - y0 < 4:
+        return guess
+    crop = image[y0:y1, lo:hi].astype(np.float32)
+    background = np.median(image[y0:y1, x0:x1].reshape(-1, 3), axis=0)
+    inked = np.sqrt(((crop - background) ** 2).sum(axis=2)) > 50.0
+    coverage = inked.mean(axis=0)
+    best = int(np.argmax(coverage - np.abs(np.arange(hi - lo) + lo - guess) / (4.0 * line_h)))
+    return float(lo + best) if coverage[best] >= 0.6 else guess
+
+
+def split_at_separators(regions: list[TextRegion], image: np.ndarray | None = None) -> list[TextRegion]:
+    """Cut OCR lines at separator bars ("|") into one region per item, each with its part of the polygon.
+
+    The cut positions come from the characters' widths (CJK one em, others about half) and, with ``image``, are
+    moved onto the printed bar. Lines without a separator, tilted lines and non-box polygons pass unchanged.
+    """
+    out: list[TextRegion] = []
+    for region in regions:
+        text = region.text
+        pieces = re.split(f"[{re.escape(SEPARATORS)}]", text)
+        boxy = len(region.polygon) == 4 and polygon_tilt(region.polygon) <= MAX_SPLIT_TILT
+        if sum(1 for p in pieces if p.strip()) < 2 or not boxy:
+            out.append(region)
+            continue
+        x0, y0, x1, y1 = region.bbox()
+        total = sum(_char_ems(ch) for ch in text) or 1.0
+        cuts: list[float] = []  # x of each separator
+        pos = 0.0
+        for piece in pieces[:-1]:
+            pos += sum(_char_ems(ch) for ch in piece)
+            guess = x0 + (x1 - x0) * (pos + _char_ems("|") / 2) / total
+            cuts.append(_separator_column(image, (x0, y0, x1, y1), guess) if image is not None else guess)
+            pos += _char_ems("|")
+        bar = max(2.0, (y1 - y0) * 0.1)  # half the room a bar and its spacing take
+        edges = [x0] + [c for cut in cuts for c in (cut - bar, cut + bar)] + [x1]
+        for index, piece in enumerate(pieces):
+            left, right = edges[2 * index], edges[2 * index + 1]
+            if not piece.strip() or right - left < 2:
+                continue
+            polygon = [(left, y0), (right, y0), (right, y1), (left, y1)]
+            out.append(TextRegion(polygon, piece.strip(), region.score))
+    return out
 
 
 # --- when two stacked lines are one paragraph -----------------------------------------------------------------
