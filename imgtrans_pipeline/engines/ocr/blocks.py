@@ -1,8 +1,20 @@
 """Turn OCR lines into translation units: drop unreliable lines, group the rest into blocks in reading order.
 
-Why blocks: a paragraph wrapped over two lines must be translated as one sentence, while a banner next to it is a
-separate unit. Lines join a block when they are vertically close (gap below 0.6 x line height), of similar height
-(ratio >= 0.8) and overlap horizontally (>= 30 % of the narrower line) — the way a wrapped paragraph looks.
+Why blocks: a paragraph wrapped over two lines must be translated as one sentence, while a badge, headline or
+claim next to it is a separate unit; merging separate phrases into one "sentence" ruins their translation, so
+when in doubt lines stay apart. A line joins the block of the line above it when all of these hold:
+
+- geometry: vertically close (gap below 0.6 x line height; above 0.4 only at one size), of similar height (ratio
+  >= 0.8) and overlapping horizontally (>= 30 % of the narrower line);
+- text: both lines of one script class (a Latin brand/model line never joins a Chinese line; a numbers-only line
+  joins nothing), the lower line is no bullet item, and the sentence visibly runs on (the upper line ends with a
+  comma or a function word like 的/和, a Latin lower line starts in lower case, or the upper line is a long line
+  (>= 10 CJK widths) filling at least 70 % of the lower line's width, as wrapped paragraph lines do);
+- appearance (when the image is given): one text colour, one background panel, one stroke weight, and no rule
+  between the lines.
+
+OCR lines that hold several items divided by "|" bars are cut into one region per item first
+(``split_at_separators``).
 """
 
 from __future__ import annotations
