@@ -125,3 +125,21 @@ def test_a_number_lost_even_with_placeholders_is_flagged() -> None:
 def test_kept_texts_pass_through_the_service_untouched(text: str) -> None:
     result = TranslationService(_DigitDropper()).translate([text], "zh", "en")
     assert result.translations == [text]
+
+
+def test_numbers_and_glossary_placeholders_together() -> None:
+    """A glossary term is "[0]" in the engine text; the numbers become "[1]", "[2]" and both come back."""
+
+    class Echo:
+        name, model = "echo", "echo-1"
+
+        def supports(self, source_lang: str, target_lang: str) -> bool:
+            return True
+
+        def translate_batch(self, texts: list[str], source_lang: str, target_lang: str) -> list[str]:
+            # Keeps placeholders, loses bare digits: only the protected second try can bring the numbers back.
+            return [re.sub(r"(?<!\[)\d+(?!\])", "", t).replace("满", " over ").replace("减", " off ") for t in texts]
+
+    result = TranslationService(Echo(), glossary={"吉列": "Gillette"}).translate(["吉列满199减80"], "zh", "en")
+    assert result.translations == ["Gillette over 199 off 80"]
+    assert result.flags == {}

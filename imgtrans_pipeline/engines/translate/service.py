@@ -294,9 +294,8 @@ class TranslationService:
             it.final = final
             if missing_numbers(it.text, final) and not _EXISTING_PLACEHOLDER.search(it.text):
                 # Glossary placeholders [0..k-1] may already be in the engine text: numbers continue from k.
-                base = it.engine_text if it.engine_text != it.text else it.text
-                first = len(it.terms) if base != it.text else 0
-                protected, values = protect_numbers(base, target_lang, first)
+                first = len(it.terms) if it.engine_text != it.text else 0
+                protected, values = protect_numbers(it.engine_text, target_lang, first)
                 retry.append((it, protected, values, first))
         if not retry:
             return
