@@ -56,14 +56,19 @@ class TextBlock:
     text: str  # the lines joined in reading order (no separator for CJK, a space otherwise)
     bbox: tuple[float, float, float, float]  # x0, y0, x1, y1
     alignment: str = "left"  # "left" | "center" | "right", estimated from line positions
+    # Why the block is left in the image untranslated (core.keep.split_translatable); None: it is translated.
+    keep_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "text": self.text,
             "bbox": [round(v, 1) for v in self.bbox],
             "alignment": self.alignment,
             "regions": [r.to_dict() for r in self.regions],
         }
+        if self.keep_reason is not None:
+            out["keep_reason"] = self.keep_reason
+        return out
 
 
 @dataclass
@@ -104,18 +109,23 @@ class TranslationResult:
     engine: str
     model: str
     cache_hits: int = 0
+    # Problems left in a translation, by text index ("number_lost:5折": a number that did not come through).
+    flags: dict[int, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        pairs: list[dict[str, Any]] = []
+        for index, (source, translation) in enumerate(zip(self.source_texts, self.translations, strict=True)):
+            pair: dict[str, Any] = {"source": source, "translation": translation}
+            if self.flags.get(index):
+                pair["flags"] = list(self.flags[index])
+            pairs.append(pair)
         return {
             "engine": self.engine,
             "model": self.model,
             "source_lang": self.source_lang,
             "target_lang": self.target_lang,
             "cache_hits": self.cache_hits,
-            "pairs": [
-                {"source": s, "translation": t}
-                for s, t in zip(self.source_texts, self.translations, strict=True)
-            ],
+            "pairs": pairs,
         }
 
 

@@ -17,7 +17,7 @@ from ...core.languages import AUTO, detect_script_language
 from ...core.types import OcrResult, TextRegion
 from ..registry import EngineRegistry
 from .base import OcrEngine, OcrError, UnsupportedOcrLanguage
-from .blocks import DEFAULT_MIN_CONFIDENCE, filter_regions, group_blocks, reading_order
+from .blocks import DEFAULT_MIN_CONFIDENCE, filter_regions, group_blocks, reading_order, split_at_separators
 from .slicing import is_tall, plan_slices, recognize_sliced
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,8 @@ def run_ocr(
             regions, slices = _recognize(engine, image, detected, tall_ratio)
 
     kept, dropped = filter_regions(regions, min_confidence)
-    kept = reading_order(kept)
-    blocks = group_blocks(kept, image_width=float(image.shape[1]))
+    kept = reading_order(split_at_separators(kept, image))
+    blocks = group_blocks(kept, image_width=float(image.shape[1]), image=image)
     return OcrResult(
         regions=kept,
         blocks=blocks,

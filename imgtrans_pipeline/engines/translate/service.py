@@ -9,8 +9,11 @@ Why this layer exists:
   a text that *is* a glossary term maps directly without an engine call. If the engine mangles a placeholder,
   the original text and the term are translated plainly and the term's translation is replaced in the output;
   the glossary value's presence is verified and a miss is logged.
-- Blank texts and texts with nothing to translate (prices, numbers, Latin text in a CJK image) pass through
-  untouched: engines hallucinate on them (OPUS-MT turns "¥99" into "Zoom 99").
+- Blank texts and texts with nothing to translate (prices, numbers, Latin text in a CJK image, URLs: see
+  ``core.keep``) pass through untouched: engines hallucinate on them (OPUS-MT turns "¥99" into "Zoom 99").
+- Every number of a source text must come back, with its unit (``numbers``): number words are put back in
+  digits, yuan shown as dollars become ¥, and texts still missing a number are translated once more with the
+  numbers as placeholders. A number lost even then is flagged (``TranslationResult.flags``).
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...core.errors import InvalidRequest, UnsupportedLanguagePair
-from ...core.languages import AUTO, needs_translation
+from ...core.keep import keep_reason
+from ...core.languages import AUTO
 from ...core.types import TranslationResult
 from .base import Translator, check_translations, model_id
+from .numbers import collapse_brand_echo, missing_numbers, protect_numbers, repair_numbers, restore_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +137,7 @@ class _Item:
     final: str | None = None  # set when no engine call is needed (blank, pass-through, whole-text glossary)
     engine_text: str = ""  # what is sent to the engine (placeholders in place of glossary terms)
     terms: list[tuple[str, str]] = field(default_factory=list)  # (matched source term, glossary value)
+    flags: list[str] = field(default_factory=list)  # problems left in the translation ("number_lost:5折")
 
 
 class TranslationService:
@@ -157,7 +163,7 @@ class TranslationService:
     def _normalise(text: str) -> str:
         return unicodedata.normalize("NFKC", text).strip().casefold()
 
-    def _prepare(self, text: str, source_lang: str, lookup: Mapping[str, str],
+    def _prepare(self, text: str, source_lang: str, target_lang: str, lookup: Mapping[str, str],
                  term_regex: re.Pattern[str] | None) -> _Item:
         stripped = text.strip()
         item = _Item(stripped)
@@ -167,7 +173,7 @@ class TranslationService:
         if self._normalise(stripped) in lookup:
             item.final = lookup[self._normalise(stripped)]
             return item
-        if not needs_translation(stripped, source_lang):
+        if keep_reason(stripped, source_lang, target_lang) is not None:
             item.final = stripped
             return item
         item.engine_text = stripped
@@ -224,7 +230,7 @@ class TranslationService:
             terms = sorted(merged, key=len, reverse=True)  # longest first so "耐克Air" beats "耐克"
             term_regex = re.compile("|".join(re.escape(t) for t in terms), re.IGNORECASE)
         lookup = {self._normalise(k): v for k, v in merged.items()}
-        items = [self._prepare(t, source_lang, lookup, term_regex) for t in texts]
+        items = [self._prepare(t, source_lang, target_lang, lookup, term_regex) for t in texts]
 
         pending = [it for it in items if it.final is None]
         engine_out, hits = self._translate_engine_texts([it.engine_text for it in pending], source_lang,
@@ -243,13 +249,16 @@ class TranslationService:
                 it.final = raw
         if mangled:
             self._fallback_glossary(mangled, source_lang, target_lang, engine, model)
+        self._keep_numbers(pending, source_lang, target_lang, engine, model)
         for it in items:
             for term, value in it.terms:
                 if value and value.casefold() not in (it.final or "").casefold():
                     logger.warning("glossary term %r -> %r missing from translation %r of %r",
                                    term, value, it.final, it.text)
         translations = [it.final or "" for it in items]
-        return TranslationResult(texts, translations, source_lang, target_lang, engine, model, cache_hits=hits)
+        flags = {index: it.flags for index, it in enumerate(items) if it.flags}
+        return TranslationResult(texts, translations, source_lang, target_lang, engine, model, cache_hits=hits,
+                                 flags=flags)
 
     def _translate_engine_texts(self, engine_texts: list[str], source_lang: str, target_lang: str,
                                 engine: str, model: str) -> tuple[dict[str, str], int]:
@@ -283,3 +292,33 @@ class TranslationService:
                 if term_translation and value.casefold() not in final.casefold():
                     final = re.sub(re.escape(term_translation), lambda _m, v=value: v, final, flags=re.IGNORECASE)
             it.final = final
+
+    def _keep_numbers(self, items: list[_Item], source_lang: str, target_lang: str, engine: str, model: str) -> None:
+        """Make every number of each source come back (see ``numbers``): repair the text, else translate once more
+        with the numbers protected by placeholders, else flag what is lost."""
+        retry: list[tuple[_Item, str, list[str], int]] = []
+        for it in items:
+            final = collapse_brand_echo(it.text, repair_numbers(it.text, it.final or "", target_lang))
+            it.final = final
+            if missing_numbers(it.text, final) and not _EXISTING_PLACEHOLDER.search(it.text):
+                # Glossary placeholders [0..k-1] may already be in the engine text: numbers continue from k.
+                first = len(it.terms) if it.engine_text != it.text else 0
+                protected, values = protect_numbers(it.engine_text, target_lang, first)
+                retry.append((it, protected, values, first))
+        if not retry:
+            return
+        logger.info("%d translation(s) lost a number: translating again with the numbers protected", len(retry))
+        out, _ = self._translate_engine_texts([r[1] for r in retry], source_lang, target_lang, engine, model)
+        for it, protected, values, first in retry:
+            candidate = restore_numbers(out[protected], values, first)
+            if candidate is not None and first:
+                candidate = self._restore(candidate, it)
+            before = missing_numbers(it.text, it.final or "")
+            if candidate is not None:
+                candidate = repair_numbers(it.text, candidate, target_lang)
+                after = missing_numbers(it.text, candidate)
+                if len(after) < len(before):
+                    it.final, before = candidate, after
+            for number in before:
+                it.flags.append(f"number_lost:{number.text}")
+                logger.warning("number %r of %r missing from its translation %r", number.text, it.text, it.final)
