@@ -199,7 +199,8 @@ STAGE_RECORDS: dict[str, StageRecord] = {
     names.TRANSLATE: StageRecord(
         names.TRANSLATION, lambda i: names.TRANSLATION_JSON, lambda i: i.translation is not None,
         lambda i: {"texts": len(i.translation.translations), "engine": i.engines.get("translate", ""),  # type: ignore[union-attr]
-                   "cache_hits": i.translation.cache_hits, "text_table": text_table(i)},  # type: ignore[union-attr]
+                   "cache_hits": i.translation.cache_hits, "text_table": text_table(i),  # type: ignore[union-attr]
+                   "flagged_blocks": len(i.translation.flags)},  # type: ignore[union-attr]
         checks=((names.CHECK_ONE_TRANSLATION_PER_BLOCK, check_one_translation_per_block),)),
     names.INPAINT: StageRecord(
         names.INPAINTED_IMAGE, lambda i: names.INPAINTED_PNG, lambda i: i.inpainted is not None,

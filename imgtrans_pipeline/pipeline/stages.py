@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 from .. import PIPELINE_VERSION, __version__
-from ..core.languages import AUTO, needs_translation
+from ..core.keep import split_translatable
+from ..core.languages import AUTO
 from ..core.logs import log_event
 from ..core.types import InpaintResult, TranslationResult
 from ..engines.inpaint.mask import build_mask
@@ -82,9 +84,9 @@ def ocr(engines: Engines, item: WorkItem) -> None:
     result = engines.ocr.recognize(item.source.pixels, item.request.source_lang)
     item.source_lang = item.request.source_lang if item.request.source_lang != AUTO else result.detected_lang
     if item.source_lang is not None:
-        keep = [b for b in result.blocks if not needs_translation(b.text, item.source_lang)]
-        result.blocks = [b for b in result.blocks if needs_translation(b.text, item.source_lang)]
-        result.kept_blocks = keep
+        # Brand lines, URLs, prices, model numbers... stay in the image untouched (neither erased nor redrawn).
+        result.blocks, result.kept_blocks = split_translatable(result.blocks, item.source_lang,
+                                                               item.request.target_lang)
     item.ocr = result
     item.engines["ocr"] = result.engine
     item.artifacts[OCR_JSON] = put_json(engines.store, item.request_id, OCR_JSON, result.to_dict())
@@ -167,9 +169,12 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
         meta["image"] = {"width": item.source.width, "height": item.source.height,
                          "source_format": item.source.source_format, "bytes": item.source.byte_size}
     if item.ocr is not None:
+        kept = Counter(block.keep_reason or "unknown" for block in item.ocr.kept_blocks)
         meta["ocr"] = {"regions": len(item.ocr.regions), "blocks": len(item.ocr.blocks),
-                       "kept_blocks": len(item.ocr.kept_blocks),
+                       "kept_blocks": len(item.ocr.kept_blocks), "kept_reasons": dict(sorted(kept.items())),
                        "dropped_low_confidence": item.ocr.dropped_low_confidence, "slices": item.ocr.slices}
+    if item.translation is not None and item.translation.flags:
+        meta["translation_flags"] = {str(index): flags for index, flags in sorted(item.translation.flags.items())}
     if item.rendered is not None:
         meta["render"] = {"format": item.rendered.format, "font": item.rendered.font,
                           "blocks_drawn": item.rendered.blocks_drawn, **item.rendered.extra}
