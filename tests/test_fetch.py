@@ -409,11 +409,9 @@ def test_concurrency_is_bounded(server: ImageServer, sample: np.ndarray) -> None
 
 def test_unreachable_port_is_transient_after_retries() -> None:
     url = f"http://127.0.0.1:{free_port()}/x.png"
-    start = time.monotonic()
     with pytest.raises(FetchError, match="gave up after 3 attempts") as exc:
         asyncio.run(Downloader(fast_settings(retries=2)).fetch(url))
     assert exc.value.transient is True
-    assert time.monotonic() - start < 5
 
 
 def test_too_many_redirects(server: ImageServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
@@ -224,9 +223,7 @@ def test_tall_image_lines_on_seams_found_exactly_once(ocr_engine):
     for i in (1, 2, 4, 6):  # these lines really straddle a slice edge
         assert any(boxes[i][1] < edge < boxes[i][3] for edge in inner_edges), (texts[i], boxes[i])
 
-    started = time.perf_counter()
     result = run_ocr(ocr_engine, np.asarray(img), "zh")
-    elapsed = time.perf_counter() - started
     assert result.slices == len(spans)
     got = [r.text for r in result.regions]
     assert len(result.regions) == len(texts), got
@@ -235,7 +232,6 @@ def test_tall_image_lines_on_seams_found_exactly_once(ocr_engine):
         assert len(found) == 1, (text, box, got)
         assert character_error_rate(text, found[0].text) <= 0.05, (text, found[0].text)
         assert found[0].bbox()[1] == pytest.approx(box[1], abs=12)  # mapped back to page coordinates
-    assert elapsed < 30
 
 
 @pytest.mark.slow

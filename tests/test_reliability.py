@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -72,11 +71,9 @@ def test_gpu_guard_waits_for_memory_then_proceeds():
 def test_gpu_guard_times_out_with_a_transient_error():
     guard = GpuMemoryGuard(min_free_bytes=2 * 2**30, timeout_s=0.2, poll_s=0.05,
                            probe=lambda: (100 * 2**20, 8 * 2**30))
-    start = time.monotonic()
     with pytest.raises(EngineError) as error:
         guard.wait("inpaint")
     assert error.value.transient and "100 MiB" in error.value.reason
-    assert time.monotonic() - start < 2
 
 
 def test_gpu_guard_never_asks_more_than_the_device_has():

@@ -285,7 +285,8 @@ def test_step_level_executor_sends_ocr_and_inpaint_to_the_gpu_queue(cluster: Clu
         assert meta["status"] == "succeeded", meta
 
 
-def test_celery_instance_config_matches_dagster_yaml_and_reads_broker_from_env(monkeypatch: pytest.MonkeyPatch):
+def test_celery_instance_config_matches_dagster_yaml_and_reads_broker_from_env(monkeypatch: pytest.MonkeyPatch,
+                                                                              setenv):
     """dagster.celery.yaml: same concurrency/sensor/monitoring settings as dagster.yaml, launcher fed from env."""
     import yaml
     from dagster._serdes import ConfigurableClassData
@@ -301,7 +302,7 @@ def test_celery_instance_config_matches_dagster_yaml_and_reads_broker_from_env(m
     launcher_cfg = celery_cfg["run_launcher"]
     for name in ("IMGTRANS_CELERY_BROKER", "IMGTRANS_CELERY_BACKEND", "IMGTRANS_CELERY_QUEUE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("IMGTRANS_REDIS_URL", "redis://127.0.0.1:6390/0")
+    setenv(IMGTRANS_REDIS_URL="redis://127.0.0.1:6390/0")
 
     def launcher() -> ImgtransCeleryRunLauncher:
         data = ConfigurableClassData(launcher_cfg["module"], launcher_cfg["class"],
@@ -313,7 +314,6 @@ def test_celery_instance_config_matches_dagster_yaml_and_reads_broker_from_env(m
     made = launcher()  # nothing set but the intake's Redis: broker and backend follow it, never rpc://
     assert (made.broker, made.backend, made.default_queue) == ("redis://127.0.0.1:6390/0",) * 2 + ("dagster",)
     assert made.celery.conf.result_extended and made.celery.conf.result_expires == 7 * 24 * 3600
-    monkeypatch.setenv("IMGTRANS_CELERY_BROKER", "redis://127.0.0.1:6390/1")
-    monkeypatch.setenv("IMGTRANS_CELERY_QUEUE", "gpu")
+    setenv(IMGTRANS_CELERY_BROKER="redis://127.0.0.1:6390/1", IMGTRANS_CELERY_QUEUE="gpu")
     made = launcher()
     assert (made.broker, made.backend, made.default_queue) == ("redis://127.0.0.1:6390/1",) * 2 + ("gpu",)

@@ -62,9 +62,7 @@ class CountingTranslator:
 
 def test_setup_models_is_idempotent_and_keeps_licence(zh_en_model_dir: Path) -> None:
     messages: list[str] = []
-    started = time.monotonic()
     again = install_argos_model(ZH_EN, zh_en_model_dir.parent.parent, say=messages.append)
-    assert time.monotonic() - started < 1.0
     assert again == zh_en_model_dir
     assert messages and "already installed" in messages[0]
     assert installed_problems(zh_en_model_dir, verify=True) == []
@@ -309,7 +307,7 @@ def test_retry_after_beyond_the_limit_fails_fast(llm_wire_server: LLMWireServer,
     started = time.monotonic()
     with pytest.raises(TranslationError, match="asked to wait 3600s") as info:
         gemini.translate_batch(["全新升级"], "zh", "en")
-    assert info.value.transient is True and time.monotonic() - started < 2
+    assert info.value.transient is True and time.monotonic() - started < 60  # did not wait the 3600 s
 
 
 def test_5xx_then_success_with_backoff(llm_wire_server: LLMWireServer, monkeypatch: pytest.MonkeyPatch) -> None:
