@@ -4,8 +4,8 @@ Chinese and Japanese have no spaces between words, so they wrap between any two 
 (no line may start with closing punctuation, none may end with opening punctuation). Korean and Latin scripts wrap
 between words; a word wider than the box is broken between characters only as a last resort.
 
-Vertical metrics use the ink of a reference string rather than the font's ascent/descent: Noto Sans CJK declares
-~1.45 em of ascent+descent, which would make every box look a third fuller than it is.
+Vertical metrics use the ink of the text (first line's top, last line's bottom) rather than the font's ascent/descent:
+Noto Sans CJK declares ~1.45 em of ascent+descent, which would make every box look a third fuller than it is.
 """
 
 from __future__ import annotations
@@ -170,6 +170,13 @@ def layout_at(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: s
     lines, broke = wrap_text(text, font, max_width, lang)
     widths = [float(font.getlength(line)) for line in lines]
     ascent, descent = vertical_metrics(font, lang)
+    if lines:  # the block's real ink: a caption without descenders needs no room for them
+        first = font.getbbox(lines[0], anchor="ls")
+        last = font.getbbox(lines[-1], anchor="ls")
+        if first[3] > first[1]:
+            ascent = float(-first[1])
+        if last[3] > last[1]:
+            descent = float(max(last[3], 0))
     size = int(font.size)
     pitch = size * line_spacing
     height = ascent + descent + pitch * (len(lines) - 1) if lines else 0.0
