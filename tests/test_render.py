@@ -337,7 +337,7 @@ def test_vertical_source_block_is_noted(text_renderer: TextRenderer) -> None:
     out = text_renderer.render(inpainted, inpainted, [block], ["竖排"], "zh")
     assert out.extra["vertical_blocks"] == [0] and out.blocks_drawn == 1
     ys, xs = np.nonzero(_changed(out.pixels, inpainted))
-    assert 20 <= ys.min() and ys.max() < 380  # laid out horizontally, within the column's height
+    assert ys.min() >= 20 and ys.max() < 380  # laid out horizontally, within the column's height
     assert xs.min() >= 0 and xs.max() < 200
     info = out.extra["layout"]["blocks"][0]
     assert info["font_px"] >= 24 and info["fits"]  # column width 40 px ~ 32 px glyphs: not shrunk to fit it

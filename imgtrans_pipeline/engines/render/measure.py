@@ -36,7 +36,7 @@ BOLD_STROKE_RATIO = 0.092
 BLACK_STROKE_RATIO = 0.15
 # Anti-aliasing widens a stroke thresholded at half coverage by about this many pixels at any size.
 STROKE_BIAS_PX = 0.2
-BLUR_ALLOWANCE_PX = 0.3  # extra stroke width (px) a source must show before it counts as heavier
+BLUR_ALLOWANCE_PX = 0.2  # extra stroke width (px) a source must show before it counts as heavier
 MIN_TEXT_PIXELS = 12
 MIN_OUTLINE_PX = 1.0  # thinner rims are anti-aliasing or JPEG halo, not a designed outline
 

@@ -43,6 +43,7 @@ BUSY_GROUND = 0.5  # source text whose surroundings are this much structure sat 
 GROUND_COLOR_DELTA = 40.0  # max RGB distance between the mean colour of grown space and of the ground under the text
 SAME_SIZE_RATIO = 1.08  # source sizes within 8% of a group's largest are one size (measurement noise is ~5%)
 GAP_RATIO = 0.3  # gap to other text, in em of the block being placed
+AIR_RATIO = 0.12  # ... and to busy graphics
 EDGE_MARGIN_RATIO = 0.35  # margin to the image edge when growing beyond the source box, in em
 MAX_WRAP_LINES = 8
 
@@ -219,6 +220,7 @@ class PagePlanner:
         self.width, self.height = space.width, space.height
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
+        self._may_break: set[int] = set()  # blocks that fit nowhere without splitting a word
 
     # -- geometry checks ----------------------------------------------------------------------------------------
 
@@ -246,7 +248,8 @@ class PagePlanner:
             hit = intersection(cand, expand(fixed, gap))
             if hit is not None and not contains(src, hit):
                 return False
-        return not self.space.covers_too_much(cand, self._ground(spec))
+        # A little air between the text and graphics it grows next to (a panel edge, a product outline).
+        return not self.space.covers_too_much(expand(cand, max(1, round(AIR_RATIO * size))), self._ground(spec))
 
     def _ground(self, spec: BlockSpec) -> Ground:
         cached = self._grounds.get(spec.index)
@@ -294,7 +297,10 @@ class PagePlanner:
         x0, y0, x1, y1 = spec.src
         anchors = [spec.alignment]
         if spec.flexible:
-            anchors += [a for a in ("left", "center", "right") if a != spec.alignment]
+            # Text wider than its source line grows evenly on both sides, so it stays where the line was (a label
+            # under an icon stays under it); text that fits keeps the guessed edge.
+            first = "center" if bw > x1 - x0 else spec.alignment
+            anchors = list(dict.fromkeys([first, spec.alignment, "left", "center", "right"]))
         ys = [(round((y0 + y1 - bh) / 2), 0.0), (y0, 0.02), (y1 - bh, 0.04)]
         out: list[tuple[Box, float, str]] = []
         seen: set[Box] = set()
@@ -320,10 +326,12 @@ class PagePlanner:
         src_area = max(1, area(spec.src))
         out = []
         for lay in self.layouts(spec, size):
+            if lay.broke_words and spec.index not in self._may_break:
+                continue
             bw = math.ceil(lay.width) + 2 * pad
             bh = math.ceil(lay.height) + 2 * pad
             extra_lines = max(0, len(lay.lines) - max(1, spec.src_lines))
-            broken = 1.0 if lay.broke_words else 0.0  # a word split between characters: last resort
+            broken = 1.0 if lay.broke_words else 0.0
             for box, pref, anchor in self.positions(spec, bw, bh):
                 if not self.allowed(spec, box, size, drawn):
                     continue
@@ -373,7 +381,13 @@ class PagePlanner:
         fits: dict[int, int] = {}
         for spec in self.specs.values():
             if spec.fixed_px is None:
-                fits[spec.index] = self.largest_fit(spec, spec.target_px, ()) or self.min_px
+                fit = self.largest_fit(spec, spec.target_px, ())
+                if fit is None:  # a word split between characters is the last resort before overflowing
+                    self._may_break.add(spec.index)
+                    fit = self.largest_fit(spec, spec.target_px, ())
+                fits[spec.index] = fit or self.min_px
+            elif self.best(spec, spec.fixed_px, ()) is None:
+                self._may_break.add(spec.index)
         order = [i for members in groups for i in sorted(members)]
         order += sorted(s.index for s in self.specs.values() if s.fixed_px is not None)
         sizes: dict[int, int] = {}
