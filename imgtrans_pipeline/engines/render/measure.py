@@ -30,14 +30,17 @@ RGB = tuple[int, int, int]
 
 # RapidOCR-style line polygons are this many em tall (detector boxes are unclipped around the ink).
 POLYGON_EM_RATIO = 1.25
-# Stroke width (2 * area / perimeter of the glyph mask) in em at which a face counts as bold / black. Noto Sans CJK
-# Regular measures 0.066-0.08 em, Bold 0.105-0.12 em (Latin and CJK alike, 16-64 px).
-BOLD_STROKE_RATIO = 0.092
-BLACK_STROKE_RATIO = 0.15
+# Stroke width (2 * area / perimeter of the glyph mask, in em) at which a face counts as bold / black. Ideographs have
+# thinner strokes than Latin letters of the same weight: Noto Sans CJK Regular / Bold measure ~0.063 / ~0.096 em on
+# Chinese text and ~0.073 / ~0.116 em on Latin text, at 12-64 px.
+BOLD_STROKE_RATIO = {"cjk": 0.082, "latin": 0.095}
+BLACK_STROKE_RATIO = {"cjk": 0.13, "latin": 0.15}
 # Anti-aliasing widens a stroke thresholded at half coverage by about this many pixels at any size.
 STROKE_BIAS_PX = 0.2
-BLUR_ALLOWANCE_PX = 0.2  # extra stroke width (px) a source must show before it counts as heavier
+BLUR_ALLOWANCE_PX = 0.1  # extra stroke width (px) a source must show before it counts as heavier
 MIN_TEXT_PIXELS = 12
+MAX_INK_SHARE = 0.75  # glyphs never fill this much of their line polygons ...
+MAX_STROKE_RATIO = 0.3  # ... nor have strokes this wide (em): that is a wiped label, not text
 MIN_OUTLINE_PX = 1.0  # thinner rims are anti-aliasing or JPEG halo, not a designed outline
 
 FontAt = Callable[[int], ImageFont.FreeTypeFont]
@@ -133,13 +136,20 @@ def stroke_width(coverage: np.ndarray) -> float:
     return float(2.0 * float(np.clip(coverage, 0, 1).sum()) / perimeter)
 
 
-def weight_from_stroke(ratio: float, px: float = 100.0) -> str:
-    """Face weight for a stroke width of ``ratio`` em at ``px``. Small text needs a clearer margin: a fraction of
-    a pixel of blur (JPEG, resampling) is a large share of a thin stroke."""
+def weight_from_stroke(ratio: float, px: float = 100.0, text: str = "") -> str:
+    """Face weight for a stroke width of ``ratio`` em at ``px`` for ``text`` (thresholds mix by its share of CJK
+    characters). Small text needs a clearer margin: a fraction of a pixel of blur (JPEG, resampling) is a large
+    share of a thin stroke."""
     px = max(1.0, px)
-    if ratio >= BLACK_STROKE_RATIO + BLUR_ALLOWANCE_PX * 2 / px:
+    letters = [ch for ch in text if ch.isalnum()]
+    cjk = sum(1 for ch in letters if ord(ch) >= 0x2E80) / len(letters) if letters else 1.0
+
+    def threshold(table: dict[str, float]) -> float:
+        return cjk * table["cjk"] + (1.0 - cjk) * table["latin"]
+
+    if ratio >= threshold(BLACK_STROKE_RATIO) + BLUR_ALLOWANCE_PX * 2 / px:
         return "black"
-    if ratio >= BOLD_STROKE_RATIO + BLUR_ALLOWANCE_PX / px:
+    if ratio >= threshold(BOLD_STROKE_RATIO) + BLUR_ALLOWANCE_PX / px:
         return "bold"
     return "regular"
 
@@ -199,18 +209,27 @@ def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock,
     text_area = _polygon_mask(block.regions, (x0, y0), orig.shape[:2], grow=max(1, round(0.15 * line_h)))
     if not text_area.any():
         return fallback
-    # Per-pixel background: the erased image where the eraser worked on this block, else the ring median.
-    if float(np.abs(orig - erased)[text_area].mean()) > 2.0:
-        bg = erased
-    else:
-        bg = np.broadcast_to(_ring_median(original, clip_box(block.bbox, width, height), ring=max(3, pad)),
-                             orig.shape).astype(np.float32)
+    ring = np.broadcast_to(_ring_median(original, clip_box(block.bbox, width, height), ring=max(3, pad)),
+                           orig.shape).astype(np.float32)
+    # Background per pixel: the erased image where the eraser worked on this block. When it also wiped what the
+    # text sat on (a small label, a pill), the "text" it reveals is a solid slab, not strokes: use the ring then.
+    grounds = [erased, ring] if float(np.abs(orig - erased)[text_area].mean()) > 2.0 else [ring]
+    for bg in grounds:
+        found = _analyse_against(orig, bg, text_area, block, (x0, y0), font_at)
+        if found is not None:
+            return found
+    return fallback
+
+
+def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, block: TextBlock,
+                     offset: tuple[int, int], font_at: FontAt) -> SourceText | None:
+    """The block's text against one background estimate; None when no plausible glyphs stand out from it."""
     diff = np.sqrt(((orig - bg) ** 2).sum(axis=2))
     inside = diff[text_area]
     threshold = max(30.0, 0.35 * float(np.percentile(inside, 97)))
     textish = (diff > threshold) & text_area
-    if int(textish.sum()) < MIN_TEXT_PIXELS:
-        return fallback
+    if int(textish.sum()) < MIN_TEXT_PIXELS or textish.sum() > MAX_INK_SHARE * text_area.sum():
+        return None
     # Fill colour: the stroke centres (deepest pixels of the text mask), which are neither rim nor outline.
     depth = cv2.distanceTransform(textish.astype(np.uint8), cv2.DIST_L2, 3)
     deep = textish & (depth >= max(1.0, float(np.quantile(depth[textish], 0.75))))
@@ -227,7 +246,7 @@ def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock,
     fill_cov = np.where(text_area & ~off_line, tc, 0.0)
     fill_mask = fill_cov > 0.5
     if int(fill_mask.sum()) < MIN_TEXT_PIXELS:
-        return fallback
+        return None
 
     outline: RGB | None = None
     outline_w = 0.0
@@ -243,15 +262,18 @@ def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock,
 
     # Line sizes: the extent of the glyph pieces (connected components) that belong to each line.
     ink = fill_mask | off_line if outline is not None else fill_mask
-    line_px = _line_sizes(block.regions, ink, (x0, y0), font_at)
+    line_px = _line_sizes(block.regions, ink, offset, font_at)
     if not line_px:
-        return fallback
+        return None
     px = float(statistics.median(line_px))
     stroke = stroke_width(fill_cov)
     ratio = max(0.0, stroke - STROKE_BIAS_PX) / px if stroke > 0 else 0.0
-    return SourceText(px=px, measured=True, stroke_ratio=round(ratio, 4), weight=weight_from_stroke(ratio, px),
-                      fill=_rgb(fill), outline=outline, outline_ratio=round(outline_w / px, 4) if outline else 0.0,
-                      background=_rgb(bg_med), line_px=tuple(round(v, 2) for v in line_px))
+    if ratio > MAX_STROKE_RATIO:
+        return None  # slabs, not strokes
+    return SourceText(px=px, measured=True, stroke_ratio=round(ratio, 4),
+                      weight=weight_from_stroke(ratio, px, block.text), fill=_rgb(fill), outline=outline,
+                      outline_ratio=round(outline_w / px, 4) if outline else 0.0, background=_rgb(bg_med),
+                      line_px=tuple(round(v, 2) for v in line_px))
 
 
 def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, int], font_at: FontAt) -> list[float]:

@@ -435,23 +435,27 @@ class PagePlanner:
                     if not allow_demote:
                         return placements, demoted
                     size, found, was_demoted = smaller, self.best(spec, smaller, drawn), True
+            fits = found is not None
             if found is None:
-                box, lay, anchor = self.overflow(spec, size, drawn)
-                fits = False
-            else:
-                (box, lay, anchor), fits = found, True
+                found = self.overflow(spec, size, drawn)
+                if found is None:
+                    logger.warning("block %d: no room for its text anywhere in a %dx%d image; not drawn", i,
+                                   self.width, self.height)
+                    continue
+            box, lay, anchor = found
             placements[i] = Placement(index=i, layout=lay, box=box, pad=self.pad_fn(i, size), fits=fits,
                                       alignment=anchor, demoted=was_demoted)
             drawn.append(box)
         return placements, demoted
 
-    def overflow(self, spec: BlockSpec, size: int, drawn: Sequence[Box]) -> tuple[Box, TextLayout, str]:
-        """Nothing fits: the wrap and position (inside the image) that covers the least forbidden area."""
+    def overflow(self, spec: BlockSpec, size: int, drawn: Sequence[Box]) -> tuple[Box, TextLayout, str] | None:
+        """Nothing fits: the wrap and position (inside the image) that covers the least forbidden area; None when
+        not even that exists (an image smaller than one line of text)."""
         pad = self.pad_fn(spec.index, size)
         best: tuple[float, Box, TextLayout, str] | None = None
         for lay in self.layouts(spec, size):
-            bw = min(self.width, math.ceil(lay.width) + 2 * pad)
-            bh = min(self.height, math.ceil(lay.height) + 2 * pad)
+            bw = math.ceil(lay.width) + 2 * pad
+            bh = math.ceil(lay.height) + 2 * pad
             for box, pref, anchor in self.positions(spec, bw, bh):
                 if box[0] < 0 or box[1] < 0 or box[2] > self.width or box[3] > self.height:
                     continue
@@ -462,11 +466,8 @@ class PagePlanner:
                 score = clash * 10.0 + outside + pref
                 if best is None or score < best[0]:
                     best = (score, box, lay, anchor)
-        if best is None:  # the image is smaller than one line: keep it at the source box, clipped by drawing
-            lay = self.layouts(spec, size)[0]
-            x0, y0 = max(0, spec.src[0]), max(0, spec.src[1])
-            return (x0, y0, x0 + math.ceil(lay.width) + 2 * pad, y0 + math.ceil(lay.height) + 2 * pad), lay, \
-                spec.alignment
+        if best is None:  # the image is smaller than one line of the smallest text
+            return None
         return best[1], best[2], best[3]
 
     def region(self, spec: BlockSpec, box: Box, size: int, others: Sequence[Box]) -> Box:
@@ -490,34 +491,63 @@ class PagePlanner:
         return region
 
 
-def infer_alignment(lines: Sequence[tuple[float, float, float, float]],
-                    others: Sequence[tuple[float, float, float, float]], guess: str) -> tuple[str, bool]:
-    """(alignment, known) of a block from its line boxes and the other text lines on the page.
+Line = tuple[float, float, float, float]
 
-    Several lines: the OCR's estimate from how they line up is evidence enough. One line: look at lines stacked
-    directly above or below it (similar height, overlapping columns, close): the edge or centre they share is its
-    alignment (a centred list of one-line blocks is centred even though each block is one line). A one-line block
-    centred in the image is centred. Otherwise the alignment is only a guess (known = False).
-    """
-    if len(lines) >= 2:
-        return guess, True
-    if not lines:
-        return guess, False
-    x0, y0, x1, y1 = lines[0]
-    h = max(1.0, y1 - y0)
+
+def _stack_relation(a: Line, b: Line) -> str | None:
+    """How line ``a`` lines up with line ``b`` stacked directly above or below it: "left" / "center" / "right",
+    "equal" (same width: all three at once, which proves nothing) or None (not stacked, not aligned)."""
+    x0, y0, x1, y1 = a
+    ox0, oy0, ox1, oy1 = b
+    h, oh = max(1.0, y1 - y0), max(1.0, oy1 - oy0)
+    if not 0.6 <= oh / h <= 1.6 or min(x1, ox1) <= max(x0, ox0):
+        return None
+    gap = max(oy0 - y1, y0 - oy1)
+    if gap > 1.2 * max(h, oh) or gap < -0.5 * min(h, oh):
+        return None  # not directly above or below (or on the same row)
     tol = max(3.0, 0.25 * h)
-    votes = {"left": 0, "center": 0, "right": 0}
-    for ox0, oy0, ox1, oy1 in others:
-        oh = max(1.0, oy1 - oy0)
-        if not 0.6 <= oh / h <= 1.6 or min(x1, ox1) <= max(x0, ox0):
+    dev = sorted([(abs(x0 - ox0), "left"), (abs((x0 + x1 - ox0 - ox1) / 2), "center"), (abs(x1 - ox1), "right")])
+    if dev[0][0] > tol:
+        return None
+    return dev[0][1] if dev[0][0] < 0.5 * dev[1][0] else "equal"
+
+
+def infer_alignments(block_lines: Sequence[Sequence[Line]], guesses: Sequence[str],
+                     other_lines: Sequence[Line] = ()) -> list[tuple[str, bool]]:
+    """(alignment, known) per block from its line boxes and the other text lines on the page.
+
+    Several lines: the OCR's estimate from how they line up is evidence enough. One line: the edge or centre it
+    shares with lines stacked directly above or below it is its alignment (OCR makes each line of a centred list its
+    own block). A line as wide as its stacked neighbour takes that neighbour block's alignment. A one-line block
+    centred in the image (the OCR's "center") is centred. Otherwise the alignment is only a guess (known = False).
+    """
+    n = len(block_lines)
+    result: list[tuple[str, bool]] = []
+    equal_to: list[list[int]] = [[] for _ in range(n)]
+    for i, (lines, guess) in enumerate(zip(block_lines, guesses, strict=True)):
+        if len(lines) != 1:
+            result.append((guess, len(lines) >= 2))
             continue
-        gap = max(oy0 - y1, y0 - oy1)
-        if gap > 1.2 * max(h, oh) or gap < -0.5 * min(h, oh):
-            continue  # not directly above or below (or on the same row)
-        dev = sorted([(abs(x0 - ox0), "left"), (abs((x0 + x1 - ox0 - ox1) / 2), "center"), (abs(x1 - ox1), "right")])
-        if dev[0][0] <= tol and dev[0][0] < 0.5 * dev[1][0]:  # lines of about equal width prove nothing
-            votes[dev[0][1]] += 1
-    best = max(votes, key=lambda k: (votes[k], k == guess))
-    if votes[best] > 0:
-        return best, True
-    return guess, guess == "center"
+        votes = {"left": 0, "center": 0, "right": 0}
+        candidates = [(j, line) for j, own in enumerate(block_lines) if j != i for line in own]
+        candidates += [(-1, line) for line in other_lines]
+        for j, line in candidates:
+            rel = _stack_relation(lines[0], line)
+            if rel == "equal" and j >= 0:
+                equal_to[i].append(j)
+            elif rel in votes:
+                votes[rel] += 1
+        best = max(votes, key=lambda k: (votes[k], k == guess))
+        result.append((best, True) if votes[best] > 0 else (guess, guess == "center"))
+    changed = True
+    while changed:  # same-width neighbours share what was found for either
+        changed = False
+        for i in range(n):
+            if result[i][1]:
+                continue
+            for j in equal_to[i]:
+                if result[j][1]:
+                    result[i] = (result[j][0], True)
+                    changed = True
+                    break
+    return result

@@ -51,7 +51,7 @@ from .placement import (
     Placement,
     contains,
     expand,
-    infer_alignment,
+    infer_alignments,
     intersection,
     union,
 )
@@ -249,12 +249,14 @@ class TextRenderer:
         pil = Image.fromarray(image)
         draw = ImageDraw.Draw(pil)
         records: list[dict[str, Any]] = []
+        dropped = [item.index for item in work if item.index not in plan.placements]
         for item in work:
-            placement = plan.placements[item.index]
-            records.append(self._draw(draw, item, placement, canvas_px, lang, plan))
+            placement = plan.placements.get(item.index)
+            if placement is not None:
+                records.append(self._draw(draw, item, placement, canvas_px, lang, plan))
         pixels = np.asarray(pil).copy()
         encoded = encode_image(pixels, fmt, jpeg_quality)
-        layout_record = _layout_summary(records, kept, width, height, self.min_font_px, plan)
+        layout_record = _layout_summary(records, kept, width, height, self.min_font_px, plan, dropped)
         family, face_style = _font_name(self.fonts, choice)
         extra: dict[str, Any] = {
             "renderer": self.version(),
@@ -303,18 +305,16 @@ class TextRenderer:
     @staticmethod
     def _align(work: list[_Block], blocks: list[TextBlock], obstacles: Sequence[TextBlock | Sequence[float]]) -> None:
         """Alignment per block from its own lines and the lines stacked around it (kept text included)."""
-        lines: list[tuple[int, tuple[float, float, float, float]]] = []
-        for i, block in enumerate(blocks):
-            lines += [(i, r.bbox()) for r in block.regions] or [(i, tuple(block.bbox))]  # type: ignore[misc]
+        own = [[r.bbox() for r in block.regions] or [tuple(block.bbox)] for block in blocks]
+        others: list[tuple[float, float, float, float]] = []
         for o in obstacles:
             if isinstance(o, TextBlock):
-                lines += [(-1, r.bbox()) for r in o.regions] or [(-1, tuple(o.bbox))]  # type: ignore[misc]
+                others += [r.bbox() for r in o.regions] or [tuple(o.bbox)]  # type: ignore[list-item]
             else:
-                lines.append((-1, tuple(float(v) for v in list(o)[:4])))  # type: ignore[arg-type]
+                others.append(tuple(float(v) for v in list(o)[:4]))  # type: ignore[arg-type]
+        inferred = infer_alignments(own, [b.alignment for b in blocks], others)  # type: ignore[arg-type]
         for item in work:
-            own = [b for i, b in lines if i == item.index]
-            others = [b for i, b in lines if i != item.index]
-            item.alignment, item.alignment_known = infer_alignment(own, others, item.block.alignment)
+            item.alignment, item.alignment_known = inferred[item.index]
 
     def _face(self, choice: FontChoice, weight: str, target_lang: str) -> tuple[FontChoice, float]:
         """The font file for a weight, and the faux-bold stroke (em) that stands in for a missing heavier file."""
@@ -380,8 +380,9 @@ class TextRenderer:
         plan = PagePlanner(specs, layout_fn, pad_fn, space, kept=kept, min_px=self.min_font_px).plan()
         changed = False
         for item in work:
-            placement = plan.placements[item.index]
-            changed |= self._check_contrast(item, background_color(canvas, placement.box))
+            placement = plan.placements.get(item.index)
+            if placement is not None:
+                changed |= self._check_contrast(item, background_color(canvas, placement.box))
         return plan, changed
 
     def _draw(self, draw: ImageDraw.ImageDraw, item: _Block, placement: Placement, canvas: np.ndarray, lang: str,
@@ -451,7 +452,7 @@ def _legacy_record(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _layout_summary(records: list[dict[str, Any]], kept: list[Box], width: int, height: int, min_px: int,
-                    plan: PagePlan) -> dict[str, Any]:
+                    plan: PagePlan, dropped: list[int]) -> dict[str, Any]:
     boxes = [tuple(r["box"]) for r in records]
     overlaps = sum(1 for a in range(len(boxes)) for b in range(a + 1, len(boxes))
                    if intersection(boxes[a], boxes[b]) is not None)  # type: ignore[arg-type]
@@ -464,7 +465,8 @@ def _layout_summary(records: list[dict[str, Any]], kept: list[Box], width: int, 
         "overlaps": overlaps,
         "outside": outside,
         "min_font_blocks": sum(1 for r in records if r["font_px"] <= min_px < r["source_px"]),
-        "overflow_blocks": sum(1 for r in records if not r["fits"]),
+        "overflow_blocks": sum(1 for r in records if not r["fits"]) + len(dropped),
+        "dropped": dropped,  # no room for the text anywhere in the image: not drawn
         "size_groups": [{"font_px": px, "blocks": sorted(i for i, g in plan.group_of.items() if g == n)}
                         for n, px in enumerate(plan.group_px)],
     }
