@@ -211,19 +211,22 @@ def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock,
         return fallback
     ring = np.broadcast_to(_ring_median(original, clip_box(block.bbox, width, height), ring=max(3, pad)),
                            orig.shape).astype(np.float32)
-    # Background per pixel: the erased image where the eraser worked on this block. When it also wiped what the
-    # text sat on (a small label, a pill), the "text" it reveals is a solid slab, not strokes: use the ring then.
+    # Background per pixel: the erased image where the eraser worked on this block, or the median of a ring around
+    # it. The erased image follows gradients, but where the eraser smeared in something else (a dark edge above a
+    # label) or wiped the label the text sat on, the ring explains the pixels better: the estimate that leaves
+    # fewer pixels half-way between background and fill wins.
     grounds = [erased, ring] if float(np.abs(orig - erased)[text_area].mean()) > 2.0 else [ring]
-    for bg in grounds:
-        found = _analyse_against(orig, bg, text_area, block, (x0, y0), font_at)
-        if found is not None:
-            return found
-    return fallback
+    found = [r for r in (_analyse_against(orig, bg, text_area, block, (x0, y0), font_at) for bg in grounds) if r]
+    if not found:
+        return fallback
+    return min(found, key=lambda r: r[1])[0]
 
 
 def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, block: TextBlock,
-                     offset: tuple[int, int], font_at: FontAt) -> SourceText | None:
-    """The block's text against one background estimate; None when no plausible glyphs stand out from it."""
+                     offset: tuple[int, int], font_at: FontAt) -> tuple[SourceText, float] | None:
+    """The block's text against one background estimate, and the share of the text area left half-way between
+    background and fill (lower = the estimate explains the pixels better); None when no plausible glyphs stand
+    out from it."""
     diff = np.sqrt(((orig - bg) ** 2).sum(axis=2))
     inside = diff[text_area]
     threshold = max(30.0, 0.35 * float(np.percentile(inside, 97)))
@@ -270,10 +273,11 @@ def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, bl
     ratio = max(0.0, stroke - STROKE_BIAS_PX) / px if stroke > 0 else 0.0
     if ratio > MAX_STROKE_RATIO:
         return None  # slabs, not strokes
+    halfway = float(((tc > 0.2) & (tc < 0.8) & ~off_line)[text_area].mean())
     return SourceText(px=px, measured=True, stroke_ratio=round(ratio, 4),
                       weight=weight_from_stroke(ratio, px, block.text), fill=_rgb(fill), outline=outline,
                       outline_ratio=round(outline_w / px, 4) if outline else 0.0, background=_rgb(bg_med),
-                      line_px=tuple(round(v, 2) for v in line_px))
+                      line_px=tuple(round(v, 2) for v in line_px)), halfway
 
 
 def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, int], font_at: FontAt) -> list[float]:

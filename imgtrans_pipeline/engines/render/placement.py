@@ -41,6 +41,7 @@ TEXTURE_TOLERANCE = 0.05  # ... and texture (more where the source text itself s
 MAX_TEXTURE_TOLERANCE = 0.2
 BUSY_GROUND = 0.5  # source text whose surroundings are this much structure sat on a busy picture: may grow over it
 GROUND_COLOR_DELTA = 40.0  # max RGB distance between the mean colour of grown space and of the ground under the text
+STYLE_COLOR_DELTA = 90.0  # RGB distance within which two fills are one text style
 SAME_SIZE_RATIO = 1.08  # source sizes within 8% of a group's largest are one size (measurement noise is ~5%)
 GAP_RATIO = 0.3  # gap to other text, in em of the block being placed
 AIR_RATIO = 0.12  # ... and to busy graphics
@@ -177,6 +178,8 @@ class BlockSpec:
     alignment: str
     src_lines: int
     fixed_px: int | None = None  # an override: draw at exactly this size
+    bold: bool = False
+    fill: tuple[int, int, int] = (0, 0, 0)
     flexible: bool = False  # the alignment is a guess: the text may anchor on another edge or the centre
 
     @property
@@ -204,19 +207,21 @@ class PagePlan:
     placements: dict[int, Placement]
     group_of: dict[int, int] = field(default_factory=dict)  # block index -> size group (0 = largest source)
     group_px: list[int] = field(default_factory=list)
+    group_class: list[int] = field(default_factory=list)  # size class of each group (0 = largest source size)
 
 
 class PagePlanner:
     """Plans where and how large every block of one page is drawn (see the module docstring)."""
 
     def __init__(self, specs: Sequence[BlockSpec], layout_fn: LayoutFn, pad_fn: PadFn, space: FreeSpace, *,
-                 kept: Sequence[Box] = (), min_px: int = 10) -> None:
+                 kept: Sequence[Box] = (), min_px: int = 10, by_style: bool = False) -> None:
         self.specs = {s.index: s for s in specs}
         self.layout_fn = layout_fn
         self.pad_fn = pad_fn
         self.space = space
         self.kept = list(kept)
         self.min_px = min_px
+        self.by_style = by_style
         self.width, self.height = space.width, space.height
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
@@ -362,22 +367,38 @@ class PagePlanner:
 
     # -- the page -----------------------------------------------------------------------------------------------
 
-    def groups(self) -> list[list[int]]:
-        """Blocks (not fixed by an override) grouped by source size, largest first."""
+    def groups(self) -> list[tuple[int, list[int]]]:
+        """Blocks (not fixed by an override) grouped by source size, largest first, as (size class, members).
+
+        Within a size class, blocks of visibly different styles (weight, fill colour) form separate groups when
+        ``by_style`` is set: a designer's paragraph style is size + weight + colour, so a cramped coloured label in a
+        spec table does not shrink the body copy that happens to share its size.
+        """
         order = sorted((s for s in self.specs.values() if s.fixed_px is None), key=lambda s: (-s.source_px, s.index))
-        groups: list[list[int]] = []
+        classes: list[list[BlockSpec]] = []
         anchor = 0.0
         for spec in order:
-            if groups and spec.source_px >= anchor / SAME_SIZE_RATIO - 0.5:
-                groups[-1].append(spec.index)
+            if classes and spec.source_px >= anchor / SAME_SIZE_RATIO - 0.5:
+                classes[-1].append(spec)
             else:
-                groups.append([spec.index])
+                classes.append([spec])
                 anchor = spec.source_px
+        groups: list[tuple[int, list[int]]] = []
+        for k, members in enumerate(classes):
+            styles: list[list[BlockSpec]] = []
+            for spec in members:
+                for style in styles:
+                    if not self.by_style or same_style(style[0], spec):
+                        style.append(spec)
+                        break
+                else:
+                    styles.append([spec])
+            groups += [(k, [spec.index for spec in style]) for style in styles]
         return groups
 
     def plan(self) -> PagePlan:
         groups = self.groups()
-        group_of = {i: g for g, members in enumerate(groups) for i in members}
+        group_of = {i: g for g, (_, members) in enumerate(groups) for i in members}
         fits: dict[int, int] = {}
         for spec in self.specs.values():
             if spec.fixed_px is None:
@@ -388,7 +409,7 @@ class PagePlanner:
                 fits[spec.index] = fit or self.min_px
             elif self.best(spec, spec.fixed_px, ()) is None:
                 self._may_break.add(spec.index)
-        order = [i for members in groups for i in sorted(members)]
+        order = [i for _, members in groups for i in sorted(members)]
         order += sorted(s.index for s in self.specs.values() if s.fixed_px is not None)
         sizes: dict[int, int] = {}
         group_px: list[int] = []
@@ -405,17 +426,27 @@ class PagePlanner:
         for p in placements.values():
             others = [q.box for q in placements.values() if q.index != p.index]
             p.region = self.region(self.specs[p.index], p.box, p.layout.font_px, others)
-        return PagePlan(placements=placements, group_of=group_of, group_px=group_px)
+        return PagePlan(placements=placements, group_of=group_of, group_px=group_px,
+                        group_class=[k for k, _ in groups])
 
-    def _group_sizes(self, groups: list[list[int]], fits: dict[int, int]) -> list[int]:
-        """Each group at its members' smallest fit (capped at its source size), never above a larger group."""
+    def _group_sizes(self, groups: list[tuple[int, list[int]]], fits: dict[int, int]) -> list[int]:
+        """Each group at its members' smallest fit (capped at its source size), and never above any group of a
+        larger size class (a larger source size is never drawn smaller than a smaller one)."""
         sizes: list[int] = []
-        for members in groups:
+        cap: int | None = None
+        current, class_min = -1, None
+        for size_class, members in groups:
+            if size_class != current:
+                if class_min is not None:
+                    cap = class_min if cap is None else min(cap, class_min)
+                current, class_min = size_class, None
             target = round(float(np.median([self.specs[i].target_px for i in members])))
             size = min([target, *(fits[i] for i in members)])
-            if sizes:
-                size = min(size, sizes[-1])
-            sizes.append(max(self.min_px, size))
+            if cap is not None:
+                size = min(size, cap)
+            size = max(self.min_px, size)
+            sizes.append(size)
+            class_min = size if class_min is None else min(class_min, size)
         return sizes
 
     def _place_all(self, order: list[int], sizes: dict[int, int],
@@ -492,6 +523,12 @@ class PagePlanner:
 
 
 Line = tuple[float, float, float, float]
+
+
+def same_style(a: BlockSpec, b: BlockSpec) -> bool:
+    """Same weight class and a fill colour a reader would call the same."""
+    distance = math.sqrt(sum((x - y) ** 2 for x, y in zip(a.fill, b.fill, strict=True)))
+    return a.bold == b.bold and distance <= STYLE_COLOR_DELTA
 
 
 def _stack_relation(a: Line, b: Line) -> str | None:

@@ -154,10 +154,13 @@ class TextRenderer:
         stroke_ratio: float = STROKE_RATIO,
         size_scale: float = SOURCE_SIZE_SCALE,
         keep_weight: bool = True,
+        sizes_by_style: bool = False,
     ) -> None:
         """``min_font_px``: never draw smaller. ``min_contrast``: WCAG ratio of fill to the new background below
         which an outline is added (``stroke_ratio`` em wide). ``size_scale``: aim at this multiple of the source
-        size. ``keep_weight``: draw bold source text bold (False = the FontSet's weight for everything)."""
+        size. ``keep_weight``: draw bold source text bold (False = the FontSet's weight for everything).
+        ``sizes_by_style``: blocks share a rendered size when they share source size, weight and colour, so one
+        cramped coloured label does not shrink body copy of the same size (default: source size alone)."""
         self.fonts = fonts or FontSet(fonts_dir, bold=bold)
         self.min_font_px = max(1, int(min_font_px))
         self.line_spacing = line_spacing
@@ -165,6 +168,7 @@ class TextRenderer:
         self.stroke_ratio = stroke_ratio
         self.size_scale = size_scale
         self.keep_weight = keep_weight
+        self.sizes_by_style = sizes_by_style
 
     def version(self) -> str:
         return f"pillow-{PIL.__version__}"
@@ -376,8 +380,10 @@ class TextRenderer:
             target = max(self.min_font_px, round(item.source.px * self.size_scale))
             specs.append(BlockSpec(index=item.index, src=item.src, source_px=item.source.px, target_px=target,
                                    alignment=item.alignment, src_lines=max(1, len(item.block.regions)),
-                                   fixed_px=item.fixed_px, flexible=not item.alignment_known))
-        plan = PagePlanner(specs, layout_fn, pad_fn, space, kept=kept, min_px=self.min_font_px).plan()
+                                   fixed_px=item.fixed_px, flexible=not item.alignment_known,
+                                   bold=item.weight != "regular", fill=item.source_fill))
+        plan = PagePlanner(specs, layout_fn, pad_fn, space, kept=kept, min_px=self.min_font_px,
+                           by_style=self.sizes_by_style).plan()
         changed = False
         for item in work:
             placement = plan.placements.get(item.index)
@@ -467,7 +473,8 @@ def _layout_summary(records: list[dict[str, Any]], kept: list[Box], width: int, 
         "min_font_blocks": sum(1 for r in records if r["font_px"] <= min_px < r["source_px"]),
         "overflow_blocks": sum(1 for r in records if not r["fits"]) + len(dropped),
         "dropped": dropped,  # no room for the text anywhere in the image: not drawn
-        "size_groups": [{"font_px": px, "blocks": sorted(i for i, g in plan.group_of.items() if g == n)}
+        "size_groups": [{"font_px": px, "size_class": plan.group_class[n],
+                         "blocks": sorted(i for i, g in plan.group_of.items() if g == n)}
                         for n, px in enumerate(plan.group_px)],
     }
 
