@@ -195,20 +195,19 @@ def fallback_source(block: TextBlock, original: np.ndarray) -> SourceText:
 def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock, font_at: FontAt) -> SourceText:
     """Size, weight and colours of one block's source text (see the module docstring)."""
     height, width = original.shape[:2]
-    fallback = fallback_source(block, original)
     if not block.regions:
-        return fallback
+        return fallback_source(block, original)
     line_h = statistics.median(polygon_line_height(r) for r in block.regions)
     pad = max(2, round(0.3 * line_h))
     box = clip_box(block.bbox, width, height, pad=pad)
     x0, y0, x1, y1 = box
     if x1 - x0 < 3 or y1 - y0 < 3:
-        return fallback
+        return fallback_source(block, original)
     orig = original[y0:y1, x0:x1].astype(np.float32)
     erased = inpainted[y0:y1, x0:x1].astype(np.float32)
     text_area = _polygon_mask(block.regions, (x0, y0), orig.shape[:2], grow=max(1, round(0.15 * line_h)))
     if not text_area.any():
-        return fallback
+        return fallback_source(block, original)
     ring = np.broadcast_to(_ring_median(original, clip_box(block.bbox, width, height), ring=max(3, pad)),
                            orig.shape).astype(np.float32)
     # Background per pixel: the erased image where the eraser worked on this block, or the median of a ring around
@@ -218,7 +217,7 @@ def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock,
     grounds = [erased, ring] if float(np.abs(orig - erased)[text_area].mean()) > 2.0 else [ring]
     found = [r for r in (_analyse_against(orig, bg, text_area, block, (x0, y0), font_at) for bg in grounds) if r]
     if not found:
-        return fallback
+        return fallback_source(block, original)
     return min(found, key=lambda r: r[1])[0]
 
 

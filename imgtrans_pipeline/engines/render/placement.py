@@ -69,6 +69,12 @@ def expand(b: Box, m: int) -> Box:
     return (b[0] - m, b[1] - m, b[2] + m, b[3] + m)
 
 
+def _hits(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Which of ``boxes`` (N x 4) overlap ``box`` (non-empty intersection)."""
+    return (np.maximum(box[0], boxes[:, 0]) < np.minimum(box[2], boxes[:, 2])) & (
+        np.maximum(box[1], boxes[:, 1]) < np.minimum(box[3], boxes[:, 3]))
+
+
 def union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
@@ -121,14 +127,16 @@ class FreeSpace:
         self._texture = cv2.integral(self.texture_map.astype(np.uint8))
         ground = original if erased is None else erased
         ground = ground if ground.ndim == 3 else np.stack([ground] * 3, axis=-1)
-        self._color = cv2.integral(np.ascontiguousarray(ground[:, :, :3]), sdepth=cv2.CV_64F)
+        depth = cv2.CV_32S if self.width * self.height * 255 < 2**31 else cv2.CV_64F
+        self._color = cv2.integral(np.ascontiguousarray(ground[:, :, :3]), sdepth=depth)
 
     def _sum(self, integral: np.ndarray, b: Box) -> np.ndarray | float:
         x0, y0 = max(0, b[0]), max(0, b[1])
         x1, y1 = min(self.width, b[2]), min(self.height, b[3])
         if x0 >= x1 or y0 >= y1:
             return 0.0 if integral.ndim == 2 else np.zeros(integral.shape[2])
-        return integral[y1, x1] - integral[y0, x1] - integral[y1, x0] + integral[y0, x0]
+        corners = integral[[y1, y0, y1, y0], [x1, x1, x0, x0]].astype(np.float64)
+        return corners[0] - corners[1] - corners[2] + corners[3]
 
     def structure(self, b: Box) -> int:
         return int(self._sum(self._structure, b))
@@ -226,6 +234,10 @@ class PagePlanner:
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
         self._may_break: set[int] = set()  # blocks that fit nowhere without splitting a word
+        order = list(self.specs)
+        self._srcs = np.asarray([self.specs[i].src for i in order], dtype=np.int64).reshape(-1, 4)
+        self._cores = np.asarray([self.specs[i].core for i in order], dtype=np.int64).reshape(-1, 4)
+        self._others = {i: np.asarray([n for n, j in enumerate(order) if j != i], dtype=np.int64) for i in order}
 
     # -- geometry checks ----------------------------------------------------------------------------------------
 
@@ -239,20 +251,26 @@ class PagePlanner:
                 or cand[2] > max(src[2], self.width - margin) or cand[3] > max(src[3], self.height - margin)):
             return False
         gap = max(2, round(GAP_RATIO * size))
-        for other in self.specs.values():
-            if other.index == spec.index:
-                continue
-            if intersection(cand, other.core) is not None:  # never over another block's text, even if the
-                return False  # OCR boxes overlap or one block's box encloses the other
-            hit = intersection(cand, expand(other.src, gap))
-            if hit is not None and not contains(src, hit):
-                return False
-        for fixed in (*self.kept, *drawn):
-            if intersection(cand, fixed) is not None:
-                return False
-            hit = intersection(cand, expand(fixed, gap))
-            if hit is not None and not contains(src, hit):
-                return False
+        c = np.asarray(cand, dtype=np.int64)
+        # Other blocks: never over their text (the core of the OCR box, even where boxes overlap or one encloses
+        # the other), and outside the own source box not within ``gap`` of their box. Kept and drawn text: never
+        # over it, and the same gap.
+        others = self._others[spec.index]
+        if len(others) and _hits(c, self._cores[others]).any():
+            return False
+        fixed = np.asarray([*self.kept, *drawn], dtype=np.int64).reshape(-1, 4)
+        if len(fixed) and _hits(c, fixed).any():
+            return False
+        near = np.concatenate([self._srcs[others], fixed]) if len(others) else fixed
+        if len(near):
+            lo = np.maximum(c[:2], near[:, :2] - gap)
+            hi = np.minimum(c[2:], near[:, 2:] + gap)
+            hit = (lo < hi).all(axis=1)
+            if hit.any():
+                src = np.asarray(spec.src, dtype=np.int64)
+                inside = (lo[hit] >= src[:2]).all(axis=1) & (hi[hit] <= src[2:]).all(axis=1)
+                if not inside.all():
+                    return False
         # A little air between the text and graphics it grows next to (a panel edge, a product outline).
         return not self.space.covers_too_much(expand(cand, max(1, round(AIR_RATIO * size))), self._ground(spec))
 
@@ -502,24 +520,26 @@ class PagePlanner:
         return best[1], best[2], best[3]
 
     def region(self, spec: BlockSpec, box: Box, size: int, others: Sequence[Box]) -> Box:
-        """A largest allowed rectangle around the drawn box (grown side by side): the room the block had."""
+        """A largest allowed rectangle around the drawn box (each side pushed out as far as it may go, by binary
+        search, twice round): the room the block had."""
         if not self.allowed(spec, box, size, others):
             return box
-        region = union(box, spec.src) if self.allowed(spec, union(box, spec.src), size, others) else box
-        step = max(2, size // 3)
-        growing = [True, True, True, True]
-        while any(growing):
+        region = list(union(box, spec.src) if self.allowed(spec, union(box, spec.src), size, others) else box)
+        limits = (0, 0, self.width, self.height)
+        for _ in range(2):
             for side in range(4):
-                if not growing[side]:
-                    continue
-                r = list(region)
-                r[side] += step if side >= 2 else -step
-                cand = (r[0], r[1], r[2], r[3])
-                if self.allowed(spec, cand, size, others):
-                    region = cand
-                else:
-                    growing[side] = False
-        return region
+                outward = 1 if side >= 2 else -1
+                lo, hi = 0, abs(limits[side] - region[side])  # known good, maybe good
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    cand = list(region)
+                    cand[side] += outward * mid
+                    if self.allowed(spec, (cand[0], cand[1], cand[2], cand[3]), size, others):
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                region[side] += outward * lo
+        return region[0], region[1], region[2], region[3]
 
 
 Line = tuple[float, float, float, float]
