@@ -32,6 +32,9 @@ logger = logging.getLogger(__name__)
 Box = tuple[int, int, int, int]
 
 EDGE_THRESHOLD = 100.0  # Sobel |gx| + |gy| of the gray image: a ~25-level step counts as an edge
+FAINT_EDGE_THRESHOLD = 40.0  # a ~10-level step: counts only along straight lines
+LINE_RUN_RATIO = 0.08  # a straight line counts when it runs this share of the image's short side ...
+LINE_MAX_DENSITY = 0.2  # ... through surroundings with at most this share of faint edge pixels
 BUSY_WINDOW = 7  # px: edge density is measured over this window
 BUSY_DENSITY = 0.06  # a straight 1-px edge gives 1/7 in the window; scattered JPEG noise stays below this
 SPECK_RATIO = 0.04  # busy shapes smaller than this share of the image's short side are ignored
@@ -106,9 +109,12 @@ class FreeSpace:
         gray = gray.astype(np.float32)
         gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        edges = (np.abs(gx) + np.abs(gy)) > EDGE_THRESHOLD
+        magnitude = np.abs(gx) + np.abs(gy)
+        edges = magnitude > EDGE_THRESHOLD
+        faint = magnitude > FAINT_EDGE_THRESHOLD
         for x0, y0, x1, y1 in text_boxes:  # text is handled as obstacles (or is being replaced), not as graphics
             edges[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
+            faint[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
         density = cv2.boxFilter(edges.astype(np.float32), -1, (BUSY_WINDOW, BUSY_WINDOW),
                                 borderType=cv2.BORDER_REPLICATE)
         busy = (density > BUSY_DENSITY).astype(np.uint8)
@@ -120,6 +126,21 @@ class FreeSpace:
         kind[extent >= max(3 * BUSY_WINDOW, STRUCTURE_RATIO * short)] = 2
         kind[0] = 0
         classes = kind[labels]
+        # Faint straight lines are structure too: the edge of a dark card on a black page, a dotted separator.
+        # Only long horizontal or vertical runs count, so soft texture (water, fabric) stays free.
+        run = max(3 * BUSY_WINDOW, round(LINE_RUN_RATIO * short))
+        faint8 = faint.astype(np.uint8)
+        lines = np.zeros_like(faint8)
+        for bridge, kernel in (((1, 7), (1, run)), ((7, 1), (run, 1))):
+            joined = cv2.morphologyEx(faint8, cv2.MORPH_CLOSE, np.ones(bridge, np.uint8))
+            lines |= cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones(kernel, np.uint8))
+        if lines.any():
+            # A line stands alone; runs found inside a dense field of faint edges are texture.
+            around = cv2.boxFilter(faint.astype(np.float32), -1, (run, run), borderType=cv2.BORDER_REPLICATE)
+            lines &= (around < LINE_MAX_DENSITY).astype(np.uint8)
+        if lines.any():
+            lines = cv2.dilate(lines, np.ones((BUSY_WINDOW // 2 * 2 + 1,) * 2, np.uint8))
+            classes = np.where(lines > 0, 2, classes).astype(classes.dtype)
         self.structure_map = classes == 2
         self.texture_map = classes == 1
         self.busy_map = classes > 0
