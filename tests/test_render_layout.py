@@ -169,6 +169,31 @@ def test_a_squeezed_headline_never_ends_up_smaller_than_the_body(renderer: TextR
     assert info[1]["font_px"] == info[2]["font_px"] >= info[0]["font_px"]  # same source size as the headline
 
 
+def test_style_groups_keep_a_cramped_label_from_shrinking_body_copy() -> None:
+    """Body copy and a red label in a tight frame share a source size. By default they share the rendered size
+    too (the label pulls the body down); with ``sizes_by_style`` the label's different colour makes it its own
+    style, and the body keeps its size."""
+    ground = np.full((420, 800, 3), PAPER, np.uint8)
+    ground[250:330, 500:640] = (60, 60, 70)  # a dark frame with room for a short label only
+    ground[256:324, 506:634] = PAPER
+    original, erased, blocks = _page(800, 420, [
+        [Line("面料柔软亲肤", 40, 40, 28)],
+        [Line("版型修身显瘦", 40, 140, 28)],
+        [Line("红色款", 528, 276, 28, color=(200, 30, 30))],
+    ], ground=ground)
+    translations = ["Soft fabric that is kind to the skin", "A slim cut that flatters", "Red version in stock"]
+    shared = TextRenderer().render(erased, original, blocks, translations, "en")
+    styled = TextRenderer(sizes_by_style=True).render(erased, original, blocks, translations, "en")
+    sizes = {name: {b["index"]: b["font_px"] for b in out.extra["layout"]["blocks"]}
+             for name, out in (("shared", shared), ("styled", styled))}
+    assert len(set(sizes["shared"].values())) == 1 and sizes["shared"][2] < 0.8 * 28
+    assert sizes["styled"][0] == sizes["styled"][1] >= 0.9 * 28
+    assert sizes["styled"][2] == sizes["shared"][2]
+    for out in (shared, styled):
+        label = next(b for b in out.extra["layout"]["blocks"] if b["index"] == 2)
+        assert _inside(label["box"], (506, 256, 634, 324))  # the frame's edges are graphics: no growth over them
+
+
 # --- free space ------------------------------------------------------------------------------------------------
 
 
@@ -207,6 +232,18 @@ def test_growth_avoids_busy_graphics(renderer: TextRenderer) -> None:
     assert info["region"][2] <= 330
     _ys, xs = np.nonzero(_changed(out.pixels, erased))
     assert xs.max() < 330
+
+
+def test_growth_stops_at_the_faint_edge_of_a_card() -> None:
+    """A dark card on a black page: its edge is only ~12 grey levels, but text must not spill off the card."""
+    ground = np.full((300, 900, 3), 12, np.uint8)
+    ground[20:280, 20:420] = (30, 30, 32)
+    original, erased, blocks = _page(900, 300, [[Line("全天候显示", 200, 120, 30, color=(235, 235, 235))]],
+                                     ground=ground)
+    out = TextRenderer().render(erased, original, blocks, ["Always-on display, all day and all night"], "en")
+    info = out.extra["layout"]["blocks"][0]
+    assert info["fits"] and _inside(info["box"], (20, 20, 420, 280))
+    assert info["font_px"] >= 0.9 * 30  # it wrapped inside the card instead of shrinking
 
 
 def test_text_near_the_right_edge_stays_inside_the_image(renderer: TextRenderer) -> None:
