@@ -390,8 +390,9 @@ def test_overrides_text_size_colour_and_keep_original(renderer: TextRenderer) ->
     assert np.array_equal(out.pixels[y0:y1, x0:x1], original[y0:y1, x0:x1])  # the source text is back
     with pytest.raises(EngineError):
         renderer.render(erased, original, blocks, ["a", "b", "c"], "en", overrides=[None])
-    with pytest.raises(EngineError):
-        renderer.render(erased, original, blocks, ["a", "b", "c"], "en", overrides=[{"color": "blue"}, None, None])
+    for bad in ([{"color": "blue"}, None, None], [{"font_px": "big"}, None, None], ["keep", None, None]):
+        with pytest.raises(EngineError):
+            renderer.render(erased, original, blocks, ["a", "b", "c"], "en", overrides=bad)
 
 
 def test_layout_record_matches_the_pixels(renderer: TextRenderer) -> None:

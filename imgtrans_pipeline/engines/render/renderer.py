@@ -41,7 +41,7 @@ from .color import (
     readable_fill,
 )
 from .fonts import FontChoice, FontSet, language_key
-from .layout import LINE_SPACING, MIN_FONT_PX, TextLayout, layout_at
+from .layout import LINE_SPACING, MAX_FONT_PX, MIN_FONT_PX, TextLayout, layout_at
 from .measure import SourceText, analyse_block, polygon_line_height, region_is_vertical
 from .placement import (
     BlockSpec,
@@ -171,7 +171,8 @@ class TextRenderer:
         self.sizes_by_style = sizes_by_style
 
     def version(self) -> str:
-        return f"pillow-{PIL.__version__}"
+        # The suffix names the layout generation: results drawn by an older layout are not reused.
+        return f"pillow-{PIL.__version__}+layout2"
 
     # -- public API ---------------------------------------------------------------------------------------------
 
@@ -222,7 +223,11 @@ class TextRenderer:
         vertical: list[int] = []
         skipped = 0
         for i, (block, text) in enumerate(zip(blocks, translations, strict=True)):
-            override = dict(overrides[i] or {}) if overrides is not None else {}
+            entry = overrides[i] if overrides is not None else None
+            if entry is not None and not isinstance(entry, Mapping):
+                raise EngineError(f"override {i} is {type(entry).__name__}, not a mapping", stage="render",
+                                  transient=False)
+            override = dict(entry or {})
             box = _int_box(block.bbox, width, height)
             valid = box[2] - box[0] >= 2 and box[3] - box[1] >= 2
             if override.get("keep_original"):
@@ -298,7 +303,11 @@ class TextRenderer:
                                   transient=False) from exc
         fixed_px = override.get("font_px")
         if fixed_px is not None:
-            fixed_px = max(1, int(fixed_px))
+            try:
+                fixed_px = max(1, min(MAX_FONT_PX, int(fixed_px)))
+            except (TypeError, ValueError) as exc:
+                raise EngineError(f"override {i}: bad font_px {override['font_px']!r}", stage="render",
+                                  transient=False) from exc
         item = _Block(index=i, block=block, text=text, src=box, source=source, weight=weight, face=face,
                       faux_ratio=faux, fill=fill, outline=source.outline, outline_ratio=source.outline_ratio,
                       outline_from_source=source.outline is not None, fixed_px=fixed_px, fixed_color=fixed_color,
