@@ -3,13 +3,16 @@
 A translation usually needs more room than its source (zh -> en runs 2-3x wider). A designer keeps the size and
 lets the text take the empty space next to it; this module does the same under hard rules:
 
-- a block may always use its own source box; beyond it, only space that holds no other text (translated blocks'
-  source boxes, kept blocks, blocks already drawn, each with a gap) and no busy graphics (``FreeSpace``: edge density
-  of the source image outside text), and that keeps a margin to the image edge;
-- drawn blocks never overlap each other or a kept block, and nothing is drawn outside the image;
-- blocks that had one source size get one rendered size, a larger source size is never rendered smaller than a
-  smaller one, and each size stays as close to its source size as the page allows: at each size every wrap width
-  is tried before the size is lowered.
+- a block may always use its own source box (but never another block's text inside it); beyond it, only space
+  that holds no other text (translated blocks' source boxes, kept text, blocks already placed, each with a gap), no
+  graphics (``FreeSpace``: edges of the source image outside text, faint straight lines such as card edges and
+  separators included) and no ground of another colour than the block's own, keeping a margin to the image edge;
+- drawn blocks never overlap each other or kept text, and nothing is drawn outside the image;
+- blocks of one source size class (within 8%) get one rendered size, a larger class is never rendered smaller than
+  a smaller one, and each size stays as close to its source size as the page allows: at each size every wrap width
+  and anchoring is tried before the size is lowered. When a block finds no room beside blocks placed before it,
+  its class is planned again at the size it does fit; only a third failure leaves it smaller than its class
+  (``demoted``). ``by_style`` splits classes by weight and fill colour.
 
 The planner is pure geometry: the caller supplies how to lay out a block's text at a size (``LayoutFn``) and how
 much an outline / faux bold adds around the ink (``PadFn``).
@@ -280,7 +283,7 @@ class PagePlanner:
         if len(others) and _hits(c, self._cores[others]).any():
             return False
         fixed = np.asarray([*self.kept, *drawn], dtype=np.int64).reshape(-1, 4)
-        if len(fixed) and _hits(c, fixed).any():
+        if len(fixed) and _hits(c, fixed + np.array([-1, -1, 1, 1])).any():  # +1: drawn ink may round outwards
             return False
         near = np.concatenate([self._srcs[others], fixed]) if len(others) else fixed
         if len(near):
@@ -519,21 +522,31 @@ class PagePlanner:
         return placements, demoted
 
     def overflow(self, spec: BlockSpec, size: int, drawn: Sequence[Box]) -> tuple[Box, TextLayout, str] | None:
-        """Nothing fits: the wrap and position (inside the image) that covers the least forbidden area; None when
-        not even that exists (an image smaller than one line of text)."""
+        """Nothing fits by the rules: the wrap and position inside the image that covers no other text (graphics,
+        margins and gaps given up) and grows least, else the one covering the least other text; None when no
+        position inside the image exists (an image smaller than one line of text)."""
         pad = self.pad_fn(spec.index, size)
+        texts = [*(expand(b, 1) for b in (*self.kept, *drawn)),
+                 *(o.core for o in self.specs.values() if o.index != spec.index)]
         best: tuple[float, Box, TextLayout, str] | None = None
         for lay in self.layouts(spec, size):
+            if lay.broke_words and spec.index not in self._may_break:
+                continue
             bw = math.ceil(lay.width) + 2 * pad
             bh = math.ceil(lay.height) + 2 * pad
-            for box, pref, anchor in self.positions(spec, bw, bh):
+            boxes = list(self.positions(spec, bw, bh))
+            # Also positions on a grid around the source box: the text may have to move to clear others.
+            x0, y0, x1, y1 = spec.src
+            step = max(2, size // 2, (x1 - x0 + 3 * bw) // 40, (y1 - y0 + 3 * bh) // 40)
+            for y in range(y0 - 2 * bh, y1 + bh + 1, step):
+                for x in range(x0 - 2 * bw, x1 + bw + 1, step):
+                    boxes.append(((x, y, x + bw, y + bh), 0.2, spec.alignment))
+            for box, pref, anchor in boxes:
                 if box[0] < 0 or box[1] < 0 or box[2] > self.width or box[3] > self.height:
                     continue
-                clash = sum(area(intersection(box, o) or (0, 0, 0, 0)) for o in (*self.kept, *drawn))
-                clash += sum(area(intersection(box, o.src) or (0, 0, 0, 0)) for o in self.specs.values()
-                             if o.index != spec.index)
-                outside = area(box) - area(intersection(box, spec.src) or (0, 0, 0, 0))
-                score = clash * 10.0 + outside + pref
+                clash = sum(area(intersection(box, o) or (0, 0, 0, 0)) for o in texts)
+                grown = (area(box) - area(intersection(box, spec.src) or (0, 0, 0, 0))) / max(1, area(spec.src))
+                score = clash * 1000.0 + grown + pref + (2.0 if lay.broke_words else 0.0)
                 if best is None or score < best[0]:
                     best = (score, box, lay, anchor)
         if best is None:  # the image is smaller than one line of the smallest text
