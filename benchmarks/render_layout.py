@@ -1,18 +1,21 @@
 """How the render stage lays out translations on real product images: overlaps, text outside the image, rendered vs
 source size, size order and size consistency per page, read from ``RenderedImage.extra["layout"]``.
 
-    .venv/bin/python benchmarks/render_layout.py [--images zh04,zh13] [--sheets /tmp/layout-sheets] [--by-style]
+    .venv/bin/python benchmarks/render_layout.py [--images zh04,zh13] [--sheets /tmp/sheets] [--cache /tmp/pieces]
 
 Each image (default: every Chinese image of ``../shared/datasets/real-product-images/``) goes through the
 pipeline's own pieces: RapidOCR + ``run_ocr``, the stage's split into translated and kept blocks, the offline
 CTranslate2 zh->en model, ``build_mask`` + ``OpenCvInpainter``, then ``TextRenderer.render(..., obstacles=kept)``.
-``--sheets DIR`` writes source | result side by side as PNG (outside the repository: the images are third-party).
+``--sheets DIR`` writes source | result side by side as PNG (outside the repository: the images are third-party);
+``--cache DIR`` keeps each image's OCR, translation and erased image (pickles) so reruns measure the render alone;
+``--by-style`` renders with ``TextRenderer(sizes_by_style=True)``.
 The script exits cleanly (status 0, a note on stderr) when the dataset or the translation model is missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import statistics
 import sys
 import time
@@ -61,6 +64,7 @@ def main() -> int:
     parser.add_argument("--images", help="comma-separated name prefixes (default: all zh images)")
     parser.add_argument("--sheets", type=Path, help="write source|result PNGs here")
     parser.add_argument("--by-style", action="store_true", help="TextRenderer(sizes_by_style=True)")
+    parser.add_argument("--cache", type=Path, help="keep OCR/translation/erased pieces here between runs")
     parser.add_argument("--models-dir", default=None, help="translation models (default: the pipeline's)")
     args = parser.parse_args()
 
@@ -80,13 +84,25 @@ def main() -> int:
     if args.images:
         wanted = [w.strip() for w in args.images.split(",") if w.strip()]
         names = [n for n in names if any(n.startswith(w) for w in wanted)]
-    ocr = create_ocr_engine("rapidocr")
-    try:
-        translator = create_translator("ctranslate2", **({"models_dir": args.models_dir} if args.models_dir else {}))
-        translator.translate_batch(["测试"], "zh", "en")
-    except PipelineError as exc:
-        print(f"no zh->en translation model: {exc}", file=sys.stderr)
-        return 0
+    engines: dict[str, object] = {}
+
+    def ocr():  # loaded on first use: a run from --cache needs neither OCR nor translation
+        if "ocr" not in engines:
+            engines["ocr"] = create_ocr_engine("rapidocr")
+        return engines["ocr"]
+
+    def translator():
+        if "translate" not in engines:
+            options = {"models_dir": args.models_dir} if args.models_dir else {}
+            engines["translate"] = create_translator("ctranslate2", **options)
+        return engines["translate"]
+
+    if not args.cache:
+        try:
+            translator().translate_batch(["测试"], "zh", "en")
+        except PipelineError as exc:
+            print(f"no zh->en translation model: {exc}", file=sys.stderr)
+            return 0
     inpainter = OpenCvInpainter()
     renderer = TextRenderer(sizes_by_style=args.by_style)
     if args.sheets:
@@ -99,13 +115,29 @@ def main() -> int:
     print(f"{'image':34s} {'blocks':>6s} {'ovl':>4s} {'out':>4s} {'ovf':>4s} {'min':>4s} {'size':>5s} {'rho':>5s} "
           f"{'mixed':>6s} {'cpu_s':>6s}")
     for name in names:
-        pixels = np.asarray(Image.open(DATASET / name).convert("RGB"))
-        result = run_ocr(ocr, pixels, "zh")
-        kept = [b for b in result.blocks if not needs_translation(b.text, "zh")]
-        blocks = [b for b in result.blocks if needs_translation(b.text, "zh")]
-        translations = translator.translate_batch([b.text for b in blocks], "zh", "en") if blocks else []
-        mask = build_mask(pixels.shape[:2], [r.polygon for b in blocks for r in b.regions], image=pixels)
-        erased = inpainter.inpaint(pixels, mask) if mask.any() else pixels.copy()
+        cached = args.cache / f"{name}.pkl" if args.cache else None
+        if cached is not None and cached.is_file():
+            with cached.open("rb") as fh:
+                pieces = pickle.load(fh)  # written by this script (trusted, local)
+            pixels, erased, ocr_result = pieces["source"], pieces["inpainted"], pieces["ocr"]
+            translations = pieces["translations"]
+        else:
+            pixels = np.asarray(Image.open(DATASET / name).convert("RGB"))
+            ocr_result = run_ocr(ocr(), pixels, "zh")
+            kept = [b for b in ocr_result.blocks if not needs_translation(b.text, "zh")]
+            ocr_result.blocks = [b for b in ocr_result.blocks if needs_translation(b.text, "zh")]
+            ocr_result.kept_blocks = kept
+            texts = [b.text for b in ocr_result.blocks]
+            translations = list(translator().translate_batch(texts, "zh", "en")) if texts else []
+            polygons = [r.polygon for b in ocr_result.blocks for r in b.regions]
+            mask = build_mask(pixels.shape[:2], polygons, image=pixels)
+            erased = inpainter.inpaint(pixels, mask) if mask.any() else pixels.copy()
+            if cached is not None:
+                args.cache.mkdir(parents=True, exist_ok=True)
+                with cached.open("wb") as fh:
+                    pickle.dump({"name": name, "source": pixels, "ocr": ocr_result, "translations": translations,
+                                 "inpainted": erased}, fh)
+        blocks, kept = ocr_result.blocks, ocr_result.kept_blocks
         start = time.process_time()
         out = renderer.render(erased, pixels, blocks, list(translations), "en", obstacles=kept)
         cpu = time.process_time() - start
