@@ -146,7 +146,7 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: s
             return True
         if estimate > max_width + slack:
             return False
-        return font.getlength(text_of(parts)) <= max_width
+        return _width(font, text_of(parts)) <= max_width
 
     for paragraph in text.splitlines() or [""]:
         # (token, separator before it when it is not the first on its line)
@@ -190,7 +190,7 @@ def layout_at(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: s
               line_spacing: float = LINE_SPACING) -> TextLayout:
     """Wrap ``text`` at this font and measure the block."""
     lines, broke = wrap_text(text, font, max_width, lang)
-    widths = [float(font.getlength(line)) for line in lines]
+    widths = [_width(font, line) for line in lines]
     # The block's real ink: a caption without descenders needs no room for them (reference ink if a line is blank).
     first = font.getbbox(lines[0], anchor="ls") if lines else (0, 0, 0, 0)
     last = font.getbbox(lines[-1], anchor="ls") if lines else (0, 0, 0, 0)

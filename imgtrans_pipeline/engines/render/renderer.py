@@ -251,9 +251,15 @@ class TextRenderer:
         image = canvas_px.copy()
         if restore:
             _restore_original(image, original_px, blocks, restore)
-        plan, styles_changed = self._plan(work, original_px, canvas_px, blocks, kept, lang, width, height)
-        if styles_changed:  # an outline was added after placement: its width needs room too
-            plan, _ = self._plan(work, original_px, canvas_px, blocks, kept, lang, width, height)
+        plan = PagePlan(placements={})
+        if work:
+            text_boxes = [_int_box(b.bbox, width, height) for b in blocks] + list(kept)
+            margins = [min(12, max(2, round(0.2 * (b[3] - b[1])))) for b in text_boxes]
+            space = FreeSpace(original_px, [expand(b, m) for b, m in zip(text_boxes, margins, strict=True)],
+                              canvas_px)
+            plan, styles_changed = self._plan(work, space, canvas_px, kept, lang)
+            if styles_changed:  # an outline was added after placement: its width needs room too
+                plan, _ = self._plan(work, space, canvas_px, kept, lang)
 
         pil = Image.fromarray(image)
         draw = ImageDraw.Draw(pil)
@@ -368,8 +374,8 @@ class TextRenderer:
         faux = round(size * item.faux_ratio) if item.faux_ratio > 0 else 0
         return outline, faux
 
-    def _plan(self, work: list[_Block], original: np.ndarray, canvas: np.ndarray, blocks: list[TextBlock],
-              kept: list[Box], lang: str, width: int, height: int) -> tuple[PagePlan, bool]:
+    def _plan(self, work: list[_Block], space: FreeSpace, canvas: np.ndarray, kept: list[Box],
+              lang: str) -> tuple[PagePlan, bool]:
         by_index = {item.index: item for item in work}
 
         def layout_fn(i: int, size: int, max_width: float) -> TextLayout:
@@ -381,9 +387,6 @@ class TextRenderer:
             outline, faux = self._pads(by_index[i], size)
             return outline + faux + 1  # +1: ink may overhang the advance width by a pixel
 
-        text_boxes = [_int_box(b.bbox, width, height) for b in blocks] + list(kept)
-        pad = [max(2, round(0.2 * (b[3] - b[1]))) for b in text_boxes]
-        space = FreeSpace(original, [expand(b, min(p, 12)) for b, p in zip(text_boxes, pad, strict=True)], canvas)
         specs = []
         for item in work:
             target = max(self.min_font_px, round(item.source.px * self.size_scale))
