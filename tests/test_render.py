@@ -281,15 +281,23 @@ def test_empty_translations_are_skipped_and_counts_checked(text_renderer: TextRe
         text_renderer.render(inpainted, inpainted, blocks, ["only one"], "en")
 
 
-def test_overflowing_text_extends_the_box_within_the_image(text_renderer: TextRenderer) -> None:
+def test_overflowing_text_grows_into_free_space_within_the_image(text_renderer: TextRenderer) -> None:
+    """A long translation of a tiny label on an empty page keeps its size and takes the free room beside it."""
     inpainted = _blank(300, 120)
     box = (100, 10, 200, 30)
     text = "This translation is much longer than the tiny original label"
     out = text_renderer.render(inpainted, inpainted, [_block(box)], [text], "en")
-    info = out.extra["blocks"][0]
-    assert out.extra["extended"] == [0] and info["font_px"] == 10
-    x0, _, x1, y1 = info["drawn_box"]
-    assert x0 == 100 and x1 > 200 and y1 > 30 and x1 <= 300 and y1 <= 120
+    info = out.extra["layout"]["blocks"][0]
+    assert out.extra["extended"] == [0] and info["fits"]
+    assert info["font_px"] >= 14  # the polygon says ~16 px text: no shrinking to the 10 px minimum
+    x0, y0, x1, y1 = info["box"]
+    assert x1 - x0 > 100 and y1 > 30
+    # One line alone on the page: its alignment is a guess, so it may grow from either edge or its centre.
+    anchor = {"left": x0 - 100, "center": (x0 + x1) / 2 - 150, "right": x1 - 200}[info["alignment"]]
+    assert abs(anchor) <= 4
+    assert x0 >= 0 and x1 <= 300 and y1 <= 120 and out.extra["layout"]["outside"] == 0
+    ys, xs = np.nonzero(_changed(out.pixels, inpainted))
+    assert xs.min() >= x0 and xs.max() < x1 and ys.min() >= y0 and ys.max() < y1  # the record is the ink
 
 
 @pytest.mark.parametrize(("fmt", "pil_format"), [("png", "PNG"), ("jpeg", "JPEG"), ("webp", "WEBP")])
@@ -328,8 +336,11 @@ def test_vertical_source_block_is_noted(text_renderer: TextRenderer) -> None:
     block = TextBlock(regions=[region], text=region.text, bbox=(80, 20, 120, 380))
     out = text_renderer.render(inpainted, inpainted, [block], ["竖排"], "zh")
     assert out.extra["vertical_blocks"] == [0] and out.blocks_drawn == 1
-    xs = np.nonzero(_changed(out.pixels, inpainted))[1]
-    assert xs.min() >= 80 and xs.max() < 120
+    ys, xs = np.nonzero(_changed(out.pixels, inpainted))
+    assert ys.min() >= 20 and ys.max() < 380  # laid out horizontally, within the column's height
+    assert xs.min() >= 0 and xs.max() < 200
+    info = out.extra["layout"]["blocks"][0]
+    assert info["font_px"] >= 24 and info["fits"]  # column width 40 px ~ 32 px glyphs: not shrunk to fit it
 
 
 def test_long_translation_spreads_over_free_background_instead_of_shrinking(text_renderer):

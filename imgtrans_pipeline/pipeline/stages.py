@@ -137,7 +137,8 @@ def render(engines: Engines, item: WorkItem) -> None:
     options = item.request.options
     rendered = engines.render(item.inpainted.pixels, item.source.pixels, item.ocr.blocks,
                               item.translation.translations, item.request.target_lang,
-                              output_format=options.output_format, jpeg_quality=options.jpeg_quality)
+                              output_format=options.output_format, jpeg_quality=options.jpeg_quality,
+                              obstacles=item.ocr.kept_blocks)  # text left in place is never drawn over
     item.rendered = rendered
     name = result_name(rendered.format)
     item.result_uri = engines.store.put(item.request_id, name, rendered.encoded, RESULT_CONTENT_TYPES[rendered.format])

@@ -18,7 +18,7 @@ RGB = tuple[int, int, int]
 BLACK: RGB = (0, 0, 0)
 WHITE: RGB = (255, 255, 255)
 MIN_CONTRAST = 3.0
-STROKE_RATIO = 0.08  # outline width as a fraction of the font size
+STROKE_RATIO = 0.06  # added outline width as a fraction of the font size
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,38 @@ def style_for_region(original: np.ndarray, inpainted: np.ndarray, bbox: tuple[fl
     text, _ = sample_text_color(original, bbox)
     return choose_style(text, background_color(inpainted, bbox), min_contrast=min_contrast,
                         stroke_ratio=stroke_ratio)
+
+
+MAX_FILL_SHIFT = 0.3  # how far (towards black or white) a fill may move to reach the contrast without an outline
+OUTLINE_CONTRAST = 4.5  # an added outline separates the fill from the ground at least this well
+
+
+def _blend(rgb: RGB | np.ndarray, target: RGB, t: float) -> RGB:
+    c = np.asarray(rgb, dtype=np.float64)[:3] * (1.0 - t) + np.asarray(target, dtype=np.float64) * t
+    return tuple(round(float(v)) for v in c)  # type: ignore[return-value]
+
+
+def readable_fill(fill: RGB, background: RGB, min_contrast: float = MIN_CONTRAST,
+                  max_shift: float = MAX_FILL_SHIFT) -> RGB | None:
+    """The fill, darkened or lightened away from the background just enough to reach ``min_contrast`` (a grey
+    footnote on white gets a little darker), or None when that would take more than ``max_shift``."""
+    if contrast_ratio(fill, background) >= min_contrast:
+        return fill
+    target = BLACK if relative_luminance(fill) <= relative_luminance(background) else WHITE
+    steps = max(1, round(max_shift / 0.02))
+    for k in range(1, steps + 1):
+        candidate = _blend(fill, target, k * 0.02)
+        if contrast_ratio(candidate, background) >= min_contrast:
+            return candidate
+    return None
+
+
+def outline_color(fill: RGB, background: RGB, min_contrast: float = OUTLINE_CONTRAST) -> RGB:
+    """An outline in a shade of the background (darker behind light text, lighter behind dark text) that sets
+    the fill apart by ``min_contrast``; pure black or white when no shade does."""
+    target = BLACK if relative_luminance(fill) >= relative_luminance(background) else WHITE
+    for k in range(3, 11):
+        candidate = _blend(background, target, k / 10.0)
+        if contrast_ratio(fill, candidate) >= min_contrast:
+            return candidate
+    return _contrasting(fill)

@@ -174,6 +174,7 @@ class FontSet:
         self.search_package = search_package
         self.fonts_dirs = self._configured_dirs(fonts_dir)
         self._resolved: dict[str, FontChoice] = {}
+        self._weights: dict[tuple[str, int, str, str], FontChoice | None] = {}
         self._lock = threading.Lock()
 
     @staticmethod
@@ -219,6 +220,24 @@ class FontSet:
     def font(self, choice: FontChoice, size: int) -> ImageFont.FreeTypeFont:
         """A cached FreeType font object for the face at ``size`` pixels."""
         return load_font(choice.path, choice.index, int(size))
+
+    def weighted(self, choice: FontChoice, weight: str, target_lang: str) -> FontChoice | None:
+        """The same family and face index in another weight ("Regular", "Medium", "Bold", "Black"), or None when
+        no such file sits next to ``choice`` (or it lacks the language's glyphs). The caller fakes the weight then."""
+        key = (choice.path, choice.index, weight.capitalize(), language_key(target_lang))
+        with self._lock:
+            if key in self._weights:
+                return self._weights[key]
+        found = None
+        sample = COVERAGE_SAMPLES.get(key[3], DEFAULT_SAMPLE)
+        for path in weight_variant_paths(Path(choice.path), key[2]):
+            if path.is_file() and _faces_in_collection(path) > choice.index \
+                    and font_covers(str(path), choice.index, sample):
+                found = FontChoice(str(path), choice.index)
+                break
+        with self._lock:
+            self._weights[key] = found
+        return found
 
     # -- search -----------------------------------------------------------------------------------------------
 
@@ -320,6 +339,26 @@ class FontSet:
                     return choice
                 logger.debug("font %s lacks glyphs for %s", choice.label(), key)
         return None
+
+
+_WEIGHT_NAMES = ("Thin", "Light", "DemiLight", "Regular", "Medium", "Bold", "Black", "Heavy", "ExtraBold")
+
+
+def weight_variant_paths(path: Path, weight: str) -> list[Path]:
+    """Candidate files of ``weight`` for a font file named like ``Family-Regular.ttc`` / ``Family.ttf``."""
+    stem, suffix = path.stem, path.suffix
+    if weight == "Regular" and "-" not in stem:
+        return [path]
+    base = stem
+    for name in _WEIGHT_NAMES:
+        if stem.endswith("-" + name):
+            base = stem[: -len(name) - 1]
+            break
+    names = [f"{base}{suffix}"] if weight == "Regular" else []
+    names.append(f"{base}-{weight}{suffix}")
+    if weight == "Black":
+        names.append(f"{base}-Heavy{suffix}")
+    return [path.with_name(n) for n in names]
 
 
 _DEFAULT_SETS: dict[tuple[str | None, bool], FontSet] = {}

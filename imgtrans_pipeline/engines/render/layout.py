@@ -4,8 +4,8 @@ Chinese and Japanese have no spaces between words, so they wrap between any two 
 (no line may start with closing punctuation, none may end with opening punctuation). Korean and Latin scripts wrap
 between words; a word wider than the box is broken between characters only as a last resort.
 
-Vertical metrics use the ink of a reference string rather than the font's ascent/descent: Noto Sans CJK declares
-~1.45 em of ascent+descent, which would make every box look a third fuller than it is.
+Vertical metrics use the ink of the text (first line's top, last line's bottom) rather than the font's ascent/descent:
+Noto Sans CJK declares ~1.45 em of ascent+descent, which would make every box look a third fuller than it is.
 """
 
 from __future__ import annotations
@@ -109,6 +109,20 @@ def _split_wide(token: str, font: ImageFont.FreeTypeFont, max_width: float) -> l
     return pieces
 
 
+_WIDTHS: dict[tuple[str, int, int, str], float] = {}
+
+
+def _width(font: ImageFont.FreeTypeFont, piece: str) -> float:
+    """Advance width of a word or character, cached per face and size (wrapping asks for the same ones often)."""
+    key = (str(getattr(font, "path", "")), int(getattr(font, "index", 0) or 0), int(font.size), piece)
+    width = _WIDTHS.get(key)
+    if width is None:
+        if len(_WIDTHS) > 200_000:
+            _WIDTHS.clear()
+        width = _WIDTHS[key] = float(font.getlength(piece))
+    return width
+
+
 def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: str) -> tuple[list[str], bool]:
     """Greedy wrap of ``text`` to ``max_width`` pixels with ``font``; returns (lines, broke_words).
 
@@ -124,14 +138,22 @@ def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: s
         return "".join((sep if i else "") + tok for i, (tok, sep) in enumerate(parts))
 
     def fits(parts: list[tuple[str, str]]) -> bool:
-        return font.getlength(text_of(parts)) <= max_width
+        # Sum of cached piece widths first; only a line within a hair of the limit is measured whole (kerning).
+        estimate = sum(_width(font, tok) + (_width(font, sep) if i and sep else 0.0)
+                       for i, (tok, sep) in enumerate(parts))
+        slack = max(2.0, 0.02 * max_width)
+        if estimate < max_width - slack:
+            return True
+        if estimate > max_width + slack:
+            return False
+        return _width(font, text_of(parts)) <= max_width
 
     for paragraph in text.splitlines() or [""]:
         # (token, separator before it when it is not the first on its line)
         units: list[tuple[str, str]] = []
         for tok, space in _tokens(paragraph, lang):
             sep = " " if (word_wrapped or space) else ""
-            if len(tok) > 1 and font.getlength(tok) > max_width:
+            if len(tok) > 1 and _width(font, tok) > max_width:
                 pieces = _split_wide(tok, font, max_width)
                 broke = broke or len(pieces) > 1
                 units.append((pieces[0], sep))
@@ -168,8 +190,14 @@ def layout_at(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: s
               line_spacing: float = LINE_SPACING) -> TextLayout:
     """Wrap ``text`` at this font and measure the block."""
     lines, broke = wrap_text(text, font, max_width, lang)
-    widths = [float(font.getlength(line)) for line in lines]
-    ascent, descent = vertical_metrics(font, lang)
+    widths = [_width(font, line) for line in lines]
+    # The block's real ink: a caption without descenders needs no room for them (reference ink if a line is blank).
+    first = font.getbbox(lines[0], anchor="ls") if lines else (0, 0, 0, 0)
+    last = font.getbbox(lines[-1], anchor="ls") if lines else (0, 0, 0, 0)
+    if first[3] > first[1] and last[3] > last[1]:
+        ascent, descent = float(-first[1]), float(max(last[3], 0))
+    else:
+        ascent, descent = vertical_metrics(font, lang)
     size = int(font.size)
     pitch = size * line_spacing
     height = ascent + descent + pitch * (len(lines) - 1) if lines else 0.0
