@@ -10,17 +10,20 @@ named in ``details["not_checked"]``), never guessed.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.types import OcrResult, RenderedImage, TranslationResult
+from ..core.types import OcrResult, RenderedImage, TextBlock, TranslationResult
 from .recheck import LineRecheck
 from .text import TranslationIssue, shorten, translation_issues
 
 LOW_CONTRAST = 3.0  # WCAG AA for large text
 MIN_FONT_PX = 10  # the renderer's floor (engines.render.layout.MIN_FONT_PX) when the record does not say
 OVERLAP_SHARE = 0.1  # of the smaller box: drawn boxes overlapping more than this collide
+SHRUNK_RATIO = 0.5  # drawn font / source font below this: the block lost its place in the size hierarchy
+OCR_BOX_TO_FONT = 0.75  # RapidOCR line boxes are ~1.3x the font size (median on the synthetic pages)
 GOOD_CONFIDENCE = 0.9
 POOR_CONFIDENCE = 0.5
 
@@ -34,6 +37,7 @@ class QualityInputs:
     source_texts: list[str] = field(default_factory=list)  # one per translated block
     translations: list[str] = field(default_factory=list)  # same order
     line_scores: list[float] = field(default_factory=list)  # OCR confidence of every translated line
+    source_px: list[float] = field(default_factory=list)  # source font size per translated block (same order)
     dropped_low_confidence: int = 0  # OCR lines below the confidence floor (left as they were)
     layout: dict[str, Any] | None = None  # RenderedImage.extra (with its "layout" record when the renderer has one)
     rechecks: list[LineRecheck] | None = None  # None: erasing was not re-checked
@@ -70,12 +74,23 @@ def inputs_from_results(
         source_texts=[block.text for block in ocr.blocks],
         translations=list(translation.translations) if translation is not None else [],
         line_scores=[region.score for region in ocr.translatable_regions()],
+        source_px=[source_font_px(block) for block in ocr.blocks],
         dropped_low_confidence=ocr.dropped_low_confidence,
         layout=dict(rendered.extra) if rendered is not None else None,
         rechecks=rechecks,
         image_size=image_size if image_size is not None or rendered is None else
         (int(rendered.pixels.shape[1]), int(rendered.pixels.shape[0])),
     )
+
+
+def source_font_px(block: TextBlock) -> float:
+    """The source font size of a block, estimated from its OCR lines (median box height, or width for vertical
+    lines); 0 when unknown."""
+    sizes = []
+    for region in block.regions:
+        x0, y0, x1, y1 = region.bbox()
+        sizes.append(min(y1 - y0, x1 - x0) if (y1 - y0) > 2 * (x1 - x0) else (y1 - y0))
+    return OCR_BOX_TO_FONT * float(statistics.median(sizes)) if sizes else 0.0
 
 
 def _clamp(value: float) -> float:
@@ -194,14 +209,17 @@ def _overlapping_pairs(boxes: list[tuple[float, float, float, float]]) -> int:
 
 
 def layout_summary(extra: dict[str, Any], image_size: tuple[int, int] | None = None,
-                   min_font_px: int = MIN_FONT_PX) -> dict[str, Any]:
+                   min_font_px: int = MIN_FONT_PX, source_px: Sequence[float] = ()) -> dict[str, Any]:
     """Counts of layout faults from a ``RenderedImage.extra``: its ``layout`` record when the renderer writes one,
-    else the per-block records (``blocks``: ``drawn_box``, ``overflow``, ``font_px``, ``contrast``)."""
+    else the per-block records (``blocks``: ``drawn_box``, ``overflow``, ``font_px``, ``contrast``).
+
+    ``source_px`` (per block index) is the fallback source font size for blocks whose record has no
+    ``source_px``: a block drawn below ``SHRUNK_RATIO`` of it counts as shrunk."""
     record = extra.get("layout") if isinstance(extra.get("layout"), dict) else None
     blocks = [b for b in ((record or {}).get("blocks") if record else extra.get("blocks")) or []
               if isinstance(b, dict)]
     boxes: list[tuple[float, float, float, float]] = []
-    overflow = min_font = outside = 0
+    overflow = min_font = outside = shrunk = 0
     contrasts: list[tuple[int, float]] = []
     for i, block in enumerate(blocks):
         box = _as_box(block.get("box") if record else block.get("drawn_box", block.get("box")))
@@ -213,14 +231,21 @@ def layout_summary(extra: dict[str, Any], image_size: tuple[int, int] | None = N
         font_px = block.get("font_px")
         if isinstance(font_px, int | float) and font_px <= min_font_px:
             min_font += 1
+        index = int(block.get("index", i))
+        source = block.get("source_px")
+        if not isinstance(source, int | float) and 0 <= index < len(source_px):
+            source = source_px[index]
+        if isinstance(font_px, int | float) and isinstance(source, int | float) and source > 0 \
+                and font_px < SHRUNK_RATIO * source:
+            shrunk += 1
         if image_size is not None and box is not None:
             width, height = image_size
             if box[0] < -1 or box[1] < -1 or box[2] > width + 1 or box[3] > height + 1:
                 outside += 1
         contrast = block.get("contrast")
         if isinstance(contrast, int | float) and not block.get("outline"):
-            contrasts.append((int(block.get("index", i)), float(contrast)))
-    summary = {"blocks": len(blocks), "overflow": overflow, "min_font": min_font,
+            contrasts.append((index, float(contrast)))
+    summary = {"blocks": len(blocks), "overflow": overflow, "min_font": min_font, "shrunk": shrunk,
                "overlaps": _overlapping_pairs(boxes), "outside": outside, "contrasts": contrasts,
                "from": "layout" if record else "blocks"}
     if record:
@@ -236,17 +261,20 @@ def _layout(summary: dict[str, Any]) -> tuple[float, list[tuple[float, str]], di
     n = summary["blocks"]
     if not n:
         return 1.0, [], {k: v for k, v in summary.items() if k != "contrasts"}
+    # (count, weight of the share of blocks, toll per block, reason for one, reason for many)
     penalties = [
-        (summary["overflow"], 0.5, "drawn block overflows its box", "drawn blocks overflow their boxes"),
-        (summary["outside"], 0.5, "block drawn outside the image", "blocks drawn outside the image"),
-        (summary["overlaps"], 0.5, "pair of drawn blocks overlaps", "pairs of drawn blocks overlap"),
-        (summary["min_font"], 0.25, "block at the minimum font size", "blocks at the minimum font size"),
+        (summary["overflow"], 0.5, 0.05, "drawn block overflows its box", "drawn blocks overflow their boxes"),
+        (summary["outside"], 0.5, 0.05, "block drawn outside the image", "blocks drawn outside the image"),
+        (summary["overlaps"], 0.5, 0.05, "pair of drawn blocks overlaps", "pairs of drawn blocks overlap"),
+        (summary["min_font"], 0.25, 0.02, "block at the minimum font size", "blocks at the minimum font size"),
+        (summary["shrunk"], 0.2, 0.0, "block drawn at under half its source size",
+         "blocks drawn at under half their source size"),
     ]
     value = 1.0
     reasons: list[tuple[float, str]] = []
-    for count, weight, one, many in penalties:
+    for count, weight, toll, one, many in penalties:
         if count:
-            factor = _clamp(1 - weight * min(1.0, count / n) - 0.05 * count)
+            factor = _clamp(1 - weight * min(1.0, count / n) - toll * count)
             value *= factor
             reasons.append((1 - factor, f"{count} {one if count == 1 else many}"))
     details = {k: v for k, v in summary.items() if k != "contrasts"}
@@ -287,7 +315,7 @@ def score_image(inputs: QualityInputs) -> QualityScore:
     add("ocr", _ocr(list(inputs.line_scores), inputs.dropped_low_confidence))
     add("translation", _translation(inputs))
     if inputs.layout is not None:
-        summary = layout_summary(inputs.layout, inputs.image_size, inputs.min_font_px)
+        summary = layout_summary(inputs.layout, inputs.image_size, inputs.min_font_px, inputs.source_px)
         add("layout", _layout(summary))
         add("contrast", _contrast(summary))
     else:
