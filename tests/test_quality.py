@@ -226,9 +226,12 @@ def test_synthetic_page_differs_from_its_clean_plate_only_on_glyphs(seed: int) -
 
 
 @needs_fonts
-def test_synthetic_clean_plates_hold_no_text(ocr_engine: OcrEngine) -> None:
-    page = generate_page(2, "main")
-    assert [r.text for r in run_ocr(ocr_engine, page.clean, "zh").regions] == []
+@pytest.mark.parametrize("seed", [1, 2])
+def test_synthetic_clean_plates_hold_no_text(ocr_engine: OcrEngine, seed: int) -> None:
+    page = generate_page(seed, "main")
+    # Every drawn line has two or more letters; on the plate the OCR may only take an icon for a single character.
+    on_plate = [r.text for r in run_ocr(ocr_engine, page.clean, "zh").regions]
+    assert [t for t in on_plate if sum(ch.isalnum() for ch in t) >= 2] == []
     found = run_ocr(ocr_engine, page.pixels, "zh").regions
     drawn = {line.text.replace(" ", "") for line in page.lines}
     assert sum(1 for r in found if r.text.replace(" ", "") in drawn) >= len(page.lines) - 1
