@@ -629,15 +629,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="off,on", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    import warnings
+
+    warnings.filterwarnings("ignore", module=r"dagster\b.*")
+    warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview)")  # Dagster API notices
     if args.child is not None:  # a throughput child: imgtrans_pipeline comes from PYTHONPATH (maybe the baseline)
         throughput_child(args.child, args.out, args.modes.split(","), args.batch_size, args.workdir)
         return 0
 
     if str(PROJECT) not in sys.path:
         sys.path.insert(0, str(PROJECT))
-    import warnings
-
-    warnings.filterwarnings("ignore", module=r"dagster\b.*")
     import logging
 
     logging.getLogger("imgtrans_pipeline").setLevel(logging.WARNING)
