@@ -182,6 +182,18 @@ def test_recognize_lines_reads_given_boxes_with_and_without_the_engine_override(
     assert recognize_lines(ocr_engine, source, [], "zh") == []
 
 
+def test_recheck_bad_input_gives_a_clear_result(ocr_engine: OcrEngine) -> None:
+    tiny = np.zeros((1, 1, 3), np.uint8)
+    degenerate = TextRegion(polygon=[(0.0, 0.0)] * 4, text="新品", score=0.9)
+    outside = TextRegion(polygon=[(50.0, 50.0), (90.0, 50.0), (90.0, 70.0), (50.0, 70.0)], text="上市", score=0.9)
+    checks = recheck_erased(ocr_engine, tiny, [degenerate, outside], "zh", source=tiny)
+    assert [(c.read, c.readable) for c in checks] == [(False, False), (False, False)]
+    with pytest.raises(ValueError, match="differ in shape"):
+        recheck_erased(ocr_engine, tiny, [degenerate], "zh", source=np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(ValueError, match="HxWx3"):
+        recheck_erased(ocr_engine, np.zeros((4, 4), np.uint8), [degenerate], "zh")
+
+
 def test_crop_line_straightens_and_turns_vertical_lines() -> None:
     image = np.zeros((100, 200, 3), np.uint8)
     image[20:40, 50:150] = 255

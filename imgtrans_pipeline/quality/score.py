@@ -3,8 +3,8 @@
 Five components, each 0..1 (1 = nothing wrong), multiplied into the score so that any one bad aspect pulls the
 whole image down: ``erase`` (source lines still readable after erasing), ``ocr`` (confidence of the lines read),
 ``translation`` (empty, source script left, repeated phrase, implausible length), ``layout`` (overflow, minimum
-font, overlaps, drawn outside the image) and ``contrast``. A component whose input is missing is left out (and
-named in ``details["not_checked"]``), never guessed.
+font, overlaps, drawn outside the image, drawn at under half the source size) and ``contrast``. A component whose
+input is missing is left out (and named in ``details["not_checked"]``), never guessed.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ def inputs_from_results(
     image_size: tuple[int, int] | None = None,
 ) -> QualityInputs:
     """``QualityInputs`` from the pipeline's own results (``ocr.blocks`` are the translated blocks)."""
+    if image_size is None and rendered is not None:
+        image_size = (int(rendered.pixels.shape[1]), int(rendered.pixels.shape[0]))
     return QualityInputs(
         source_lang=source_lang,
         target_lang=target_lang,
@@ -78,8 +80,7 @@ def inputs_from_results(
         dropped_low_confidence=ocr.dropped_low_confidence,
         layout=dict(rendered.extra) if rendered is not None else None,
         rechecks=rechecks,
-        image_size=image_size if image_size is not None or rendered is None else
-        (int(rendered.pixels.shape[1]), int(rendered.pixels.shape[0])),
+        image_size=image_size,
     )
 
 
