@@ -182,6 +182,30 @@ def test_recognize_lines_reads_given_boxes_with_and_without_the_engine_override(
     assert recognize_lines(ocr_engine, source, [], "zh") == []
 
 
+def test_a_label_bar_erased_into_the_page_colour_is_flagged(ocr_engine: OcrEngine) -> None:
+    from PIL import Image, ImageDraw
+
+    from tests.imagegen import font
+
+    page = Image.new("RGB", (400, 160), (250, 250, 250))
+    draw = ImageDraw.Draw(page)
+    draw.rounded_rectangle((40, 40, 360, 120), radius=20, fill=(30, 30, 36))
+    draw.text((70, 52), "限时抢购", font=font(48), fill=(255, 255, 255))
+    source = np.asarray(page).copy()
+    line = TextRegion(polygon=[(66.0, 50.0), (266.0, 50.0), (266.0, 112.0), (66.0, 112.0)], text="限时抢购", score=1.0)
+    lost = source.copy()
+    lost[50:112, 66:266] = (250, 250, 250)  # the bar's inside painted with the page colour
+    kept = source.copy()
+    kept[50:112, 66:266] = (30, 30, 36)  # text removed, bar kept
+    [bad] = recheck_erased(ocr_engine, lost, [line], "zh", source=source)
+    [good] = recheck_erased(ocr_engine, kept, [line], "zh", source=source)
+    assert bad.fill_mismatch and not bad.readable
+    assert not good.fill_mismatch and good.fill_distance is not None and good.fill_distance < 5
+    quality = score_image(clean_inputs(rechecks=[bad]))
+    assert quality.components["erase"] < 0.5
+    assert quality.reasons[0].startswith("erased area of 1 line no longer matches its background")
+
+
 def test_recheck_bad_input_gives_a_clear_result(ocr_engine: OcrEngine) -> None:
     tiny = np.zeros((1, 1, 3), np.uint8)
     degenerate = TextRegion(polygon=[(0.0, 0.0)] * 4, text="新品", score=0.9)

@@ -1,10 +1,11 @@
 """One number 0..1 per translated image, with the reasons it is not 1.
 
 Five components, each 0..1 (1 = nothing wrong), multiplied into the score so that any one bad aspect pulls the
-whole image down: ``erase`` (source lines still readable after erasing), ``ocr`` (confidence of the lines read),
-``translation`` (empty, source script left, repeated phrase, implausible length), ``layout`` (overflow, minimum
-font, overlaps, drawn outside the image, drawn at under half the source size) and ``contrast``. A component whose
-input is missing is left out (and named in ``details["not_checked"]``), never guessed.
+whole image down: ``erase`` (source lines still readable after erasing; erased areas that no longer match the
+background they had), ``ocr`` (confidence of the lines read), ``translation`` (empty, source script left,
+repeated phrase, implausible length), ``layout`` (overflow, minimum font, overlaps, drawn outside the image, drawn
+at under half the source size) and ``contrast``. A component whose input is missing is left out (and named in
+``details["not_checked"]``), never guessed.
 """
 
 from __future__ import annotations
@@ -112,16 +113,25 @@ def _examples(texts: Sequence[str], limit: int = 3) -> str:
 
 def _erase(rechecks: list[LineRecheck]) -> tuple[float, list[tuple[float, str]], dict[str, Any]]:
     left = [c for c in rechecks if c.readable]
+    blotched = [c for c in rechecks if c.fill_mismatch and not c.readable]
     n = len(rechecks)
     details = {"lines_checked": n, "lines_read": sum(1 for c in rechecks if c.read), "lines_left": len(left),
-               "left": [c.source_text for c in left]}
-    if not left:
-        return 1.0, [], details
-    # Each readable line is visible damage: the share of lines left, and a fixed toll per line on top.
-    value = _clamp((1 - len(left) / max(n, 1)) * 0.8 ** len(left))
-    reason = (f"{_plural(len(left), 'source line')} still readable after erasing: "
-              f"{_examples([c.source_text for c in left])}")
-    return value, [(1 - value, reason)], details
+               "left": [c.source_text for c in left], "fill_mismatch": [c.source_text for c in blotched]}
+    reasons: list[tuple[float, str]] = []
+    value = 1.0
+    if left:
+        # Each readable line is visible damage: the share of lines left, and a fixed toll per line on top.
+        factor = _clamp((1 - len(left) / max(n, 1)) * 0.8 ** len(left))
+        value *= factor
+        reasons.append((1 - factor, f"{_plural(len(left), 'source line')} still readable after erasing: "
+                                    f"{_examples([c.source_text for c in left])}"))
+    if blotched:
+        factor = _clamp((1 - 0.5 * len(blotched) / max(n, 1)) * 0.9 ** len(blotched))
+        value *= factor
+        reasons.append((1 - factor, f"erased area of {_plural(len(blotched), 'line')} no longer matches its "
+                                    f"background (label bar or badge lost?): "
+                                    f"{_examples([c.source_text for c in blotched])}"))
+    return _clamp(value), reasons, details
 
 
 def _ocr(scores: list[float], dropped: int) -> tuple[float, list[tuple[float, str]], dict[str, Any]]:
