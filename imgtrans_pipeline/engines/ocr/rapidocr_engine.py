@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ...core.types import TextRegion
-from .base import OcrError
+from .base import OcrError, as_polygon, crop_line
 
 logger = logging.getLogger(__name__)
 
@@ -142,4 +142,32 @@ class RapidOcrEngine:
                 continue
             polygon = [(float(x), float(y)) for x, y in box.reshape(-1, 2)]
             regions.append(TextRegion(polygon=polygon, text=str(text), score=float(score)))
+        return regions
+
+    def recognize_lines(self, image: np.ndarray, polygons: list[Any], lang: str) -> list[TextRegion]:
+        """Read known line boxes with the recogniser alone: no detection, no direction classifier.
+
+        The crops go to RapidOCR's recogniser in one call (batched by width inside). RapidOCR's own
+        ``use_det=False`` switch is not used: it is stored on the shared engine and would turn detection off for
+        the other threads' ``recognize`` calls too.
+        """
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise OcrError(f"rapidocr expects an HxWx3 RGB image, got shape {image.shape}")
+        if not polygons:
+            return []
+        bgr = np.ascontiguousarray(image[:, :, ::-1])
+        crops = [crop_line(bgr, polygon) for polygon in polygons]
+        readable = [i for i, crop in enumerate(crops) if crop is not None]
+        texts: dict[int, tuple[str, float]] = {}
+        if readable:
+            try:
+                out = self._ocr.recognize_txt([crops[i] for i in readable])
+            except Exception as exc:
+                raise OcrError(f"rapidocr recognition failed: {exc}") from exc
+            for i, text, score in zip(readable, out.txts or (), out.scores or (), strict=False):
+                texts[i] = (str(text).strip(), float(score))
+        regions: list[TextRegion] = []
+        for i, polygon in enumerate(polygons):
+            text, score = texts.get(i, ("", 0.0))
+            regions.append(TextRegion(polygon=as_polygon(polygon), text=text, score=score if text else 0.0))
         return regions
