@@ -19,6 +19,9 @@ INPAINT = "inpaint"
 RENDER = "render"
 PUBLISH = "publish"
 STAGES = (DOWNLOAD, OCR, TRANSLATE, INPAINT, RENDER, PUBLISH)
+# Scoring the result is a stage of the runner run inside the render step (it reads what render drew).
+QUALITY = "quality"
+RUN_ORDER = (DOWNLOAD, OCR, TRANSLATE, INPAINT, RENDER, QUALITY, PUBLISH)
 GPU_STAGES = frozenset({OCR, INPAINT})  # run in the Dagster pool GPU_POOL, one request at a time on a GPU
 
 # --- jobs, pools, partitions ----------------------------------------------------------------------------------
@@ -40,6 +43,8 @@ ASSET_OF_STAGE = {DOWNLOAD: SOURCE_IMAGE, OCR: OCR_RESULT, TRANSLATE: TRANSLATIO
 CHECK_ONE_TRANSLATION_PER_BLOCK = "one_translation_per_block"
 CHECK_NO_SOURCE_TEXT_LEFT = "no_source_text_left"
 CHECK_OUTPUT_DECODES = "output_decodes"
+CHECK_QUALITY = "quality_score_above_minimum"
+QUALITY_SCORE_METADATA = "quality_score"  # rendered_image materialization metadata (the /metrics histogram reads it)
 
 # --- run tags -------------------------------------------------------------------------------------------------
 TAG_SOURCE = "imgtrans/source"  # who started a run: one of the SOURCE_* values

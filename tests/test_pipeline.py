@@ -131,9 +131,13 @@ def test_each_stage_is_recorded_as_an_asset_materialization(translated):
     assert translation.partition == f"{content_hash}.zh.en"  # one partition per translation (image, languages)
     checks = {(c.asset_key.to_user_string(), c.check_name): c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {("imgtrans/translation", "one_translation_per_block"),
-                           ("imgtrans/inpainted_image", "no_source_text_left"),
-                           ("imgtrans/rendered_image", "output_decodes")}
+                           ("imgtrans/rendered_image", "no_source_text_left"),
+                           ("imgtrans/rendered_image", "output_decodes"),
+                           ("imgtrans/rendered_image", "quality_score_above_minimum")}
     assert all(c.passed and c.partition == translation.partition for c in checks.values())
+    # Every result is scored; the score is on the materialization (the /metrics histogram reads it) and meta.json.
+    score = rendered.metadata["quality_score"].value
+    assert 0.6 <= score <= 1.0 and _meta(tmp, "e2e-1")["quality"]["score"] == pytest.approx(score, abs=1e-3)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from ..core.settings import get_settings
 from ..orchestration.instance import dagster_instance
-from .collect import DEFAULT_WINDOW_S, StatusSnapshot, collect_status
+from .collect import DEFAULT_MIN_QUALITY, DEFAULT_WINDOW_S, StatusSnapshot, collect_status
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +109,12 @@ def format_status(snapshot: StatusSnapshot) -> str:
         lines.append(f"  {'stage':<12}{'p50':>10}{'p95':>10}{'max':>10}{'n':>6}")
         for stage, timing in snapshot.stage_timings.items():
             lines.append(f"  {stage:<12}{timing.p50:>10.3f}{timing.p95:>10.3f}{timing.max:>10.3f}{timing.count:>6}")
+    quality = snapshot.quality
+    if quality is not None:
+        lines += ["", f"Quality score (0..1, last {quality.count} scored request(s))",
+                  f"  {'median':<22}{quality.p50:.2f}",
+                  f"  {'lowest':<22}{quality.min:.2f}",
+                  f"  {'below ' + format(quality.minimum, 'g'):<22}{quality.below_minimum}  (IMGTRANS_MIN_QUALITY)"]
     return "\n".join(lines) + "\n"
 
 
@@ -116,10 +122,12 @@ def format_status(snapshot: StatusSnapshot) -> str:
 
 
 def run_status(instance: Any, intake_settings: Any | None, *, window_minutes: float = DEFAULT_WINDOW_S / 60,
-               as_json: bool = False, store: Any | None = None, out: TextIO | None = None) -> int:
+               as_json: bool = False, store: Any | None = None, out: TextIO | None = None,
+               min_quality: float = DEFAULT_MIN_QUALITY) -> int:
     """Print one snapshot. Exit status 1 when a configured source (Dagster, Redis) could not be read."""
     out = out or sys.stdout
-    snapshot = collect_status(instance, intake_settings, window_s=window_minutes * 60, store=store)
+    snapshot = collect_status(instance, intake_settings, window_s=window_minutes * 60, store=store,
+                              min_quality=min_quality)
     if as_json:
         out.write(json.dumps(snapshot.to_dict(), ensure_ascii=False, indent=2) + "\n")
     else:
@@ -166,6 +174,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(f"imgtrans status: no Dagster instance: {type(exc).__name__}: {exc}", file=sys.stderr)
         instance = None
     return run_status(instance, configured_intake(), window_minutes=args.window, as_json=args.json,
+                      min_quality=get_settings().runtime.min_quality,
                       store=_store_or_none())
 
 
@@ -184,7 +193,7 @@ def run_metrics_server(instance: Any, intake_settings: Any | None, *, store: Any
         print(f"imgtrans metrics-server: {exc}", file=sys.stderr)
         return 2
     monitor = Monitor.for_instance(instance, intake_settings, store=store, window_s=window_minutes * 60,
-                                   cache_seconds=cache_seconds)
+                                   cache_seconds=cache_seconds, min_quality=get_settings().runtime.min_quality)
     try:
         server = WebServer(create_app(monitor, host=host, token=token), port=port)
     except OSError as exc:  # port in use, address not on this host

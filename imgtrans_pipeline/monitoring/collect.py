@@ -37,13 +37,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..names import GPU_POOL, TRANSLATE_JOB
+from ..core.settings import RuntimeSection, default_of
+from ..names import GPU_POOL, META_JSON, TRANSLATE_JOB
 from ..names import TAG_REQUEST_COUNT as REQUEST_COUNT_TAG
 
 logger = logging.getLogger(__name__)
 
 
 DEFAULT_WINDOW_S = 15 * 60
+DEFAULT_MIN_QUALITY = default_of(RuntimeSection, "min_quality")
 DEFAULT_TIMING_SAMPLE = 200
 MAX_RUN_RECORDS = 5000  # bound on run records read per snapshot (the window's finished runs)
 QUANTILES = (0.5, 0.95)
@@ -72,6 +74,17 @@ class GpuPool:
     limit: int | None
     in_use: int
     pending: int
+
+
+@dataclass
+class QualitySummary:
+    """Quality scores (meta.json ``quality.score``) of the sampled finished requests."""
+
+    count: int
+    p50: float
+    min: float
+    below_minimum: int  # scored under ``minimum`` (IMGTRANS_MIN_QUALITY): worth a look
+    minimum: float
 
 
 @dataclass
@@ -105,6 +118,7 @@ class StatusSnapshot:
     stage_timings: dict[str, StageTiming] = field(default_factory=dict)
     timing_requests: int = 0
     timings_error: str | None = None
+    quality: QualitySummary | None = None  # from the same meta.json sample
     # GPU pool
     gpu_pool: GpuPool | None = None
     gpu_pool_error: str | None = None
@@ -291,17 +305,29 @@ def recent_request_ids(instance: Any, job: str, limit: int) -> list[str]:
     return list(seen)
 
 
-def _read_timings(store: Any, request_id: str) -> dict[str, float] | None:
+def _read_meta(store: Any, request_id: str) -> tuple[dict[str, float], float | None] | None:
+    """(stage timings, quality score or None) of one request's meta.json; None when there is none to read."""
     from ..storage import get_json
 
     try:
-        meta = get_json(store, request_id, "meta.json")
+        meta = get_json(store, request_id, META_JSON)
     except Exception:  # not written (run died early), deleted, unreadable: it just is not in the sample
         return None
     timings = meta.get("timings_s") if isinstance(meta, dict) else None
     if not isinstance(timings, dict):
         return None
-    return {str(k): float(v) for k, v in timings.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    quality = meta.get("quality")
+    score = quality.get("score") if isinstance(quality, dict) else None
+    numeric = isinstance(score, int | float) and not isinstance(score, bool)
+    return ({str(k): float(v) for k, v in timings.items() if isinstance(v, int | float) and not isinstance(v, bool)},
+            float(score) if numeric else None)
+
+
+def quality_summary(scores: list[float], minimum: float) -> QualitySummary | None:
+    if not scores:
+        return None
+    return QualitySummary(count=len(scores), p50=quantile(scores, 0.5), min=min(scores),
+                          below_minimum=sum(1 for s in scores if s < minimum), minimum=minimum)
 
 
 def stage_timings(samples: Iterable[dict[str, float]]) -> dict[str, StageTiming]:
@@ -317,7 +343,8 @@ def stage_timings(samples: Iterable[dict[str, float]]) -> dict[str, StageTiming]
     }
 
 
-def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None, sample: int) -> None:
+def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None, sample: int,
+                     min_quality: float) -> None:
     if store is None:
         snapshot.timings_error = "no artifact store given"
         return
@@ -326,13 +353,14 @@ def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None,
         if not ids:
             return
         with ThreadPoolExecutor(max_workers=min(META_READERS, len(ids)), thread_name_prefix="imgtrans-meta") as pool:
-            found = [t for t in pool.map(lambda rid: _read_timings(store, rid), ids) if t is not None]
+            found = [t for t in pool.map(lambda rid: _read_meta(store, rid), ids) if t is not None]
     except Exception as exc:
         snapshot.timings_error = _error_text(exc)
         logger.warning("status: per-stage timings unavailable: %s", snapshot.timings_error)
         return
     snapshot.timing_requests = len(found)
-    snapshot.stage_timings = stage_timings(found)
+    snapshot.stage_timings = stage_timings(timings for timings, _ in found)
+    snapshot.quality = quality_summary([score for _, score in found if score is not None], min_quality)
 
 
 # --- entry points -----------------------------------------------------------------------------------------------
@@ -341,7 +369,7 @@ def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None,
 def collect_status(instance: Any, intake_settings: Any | None, *, window_s: float = DEFAULT_WINDOW_S,
                    store: Any | None = None, redis_client: Any | None = None,
                    timing_sample: int = DEFAULT_TIMING_SAMPLE, pool: str = GPU_POOL,
-                   now: float | None = None) -> StatusSnapshot:
+                   now: float | None = None, min_quality: float = DEFAULT_MIN_QUALITY) -> StatusSnapshot:
     """One snapshot of the pipeline's state. Never raises for an unreachable source (see the ``*_error`` fields).
 
     ``instance`` is a ``DagsterInstance``; ``intake_settings`` an ``IntakeConfig`` (None: Redis not configured);
@@ -361,7 +389,7 @@ def collect_status(instance: Any, intake_settings: Any | None, *, window_s: floa
     else:
         _collect_runs(snapshot, instance, now)
         _collect_gpu_pool(snapshot, instance, pool)
-        _collect_timings(snapshot, instance, store, timing_sample)
+        _collect_timings(snapshot, instance, store, timing_sample, min_quality)
     snapshot.collect_seconds = round(time.perf_counter() - started, 4)
     return snapshot
 

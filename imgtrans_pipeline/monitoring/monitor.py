@@ -13,7 +13,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from .collect import DEFAULT_WINDOW_S, StatusSnapshot, check_health, collect_status, monitoring_client
+from .collect import (
+    DEFAULT_MIN_QUALITY,
+    DEFAULT_WINDOW_S,
+    StatusSnapshot,
+    check_health,
+    collect_status,
+    monitoring_client,
+)
 from .prometheus import SnapshotCollector
 from .quality import QualityScores
 
@@ -46,7 +53,8 @@ class Monitor:
     @classmethod
     def for_instance(cls, instance: Any, intake_settings: Any | None, *, store: Any | None = None,
                      window_s: float = DEFAULT_WINDOW_S, cache_seconds: float = 5.0,
-                     quality_scores: bool = True, count_existing_scores: bool = False) -> Monitor:
+                     quality_scores: bool = True, count_existing_scores: bool = False,
+                     min_quality: float = DEFAULT_MIN_QUALITY) -> Monitor:
         """Over a Dagster instance (None: only Redis is reported), the Redis intake (None: not configured) and the
         artifact store holding ``meta.json`` (None: no stage timings). One Redis client is reused across scrapes.
         ``quality_scores`` adds the ``imgtrans_quality_score`` histogram (see :mod:`.quality`)."""
@@ -59,7 +67,8 @@ class Monitor:
             scores.poll()  # sets the cursor now, so images rendered before the first scrape count too
             collectors = (scores,)
         return cls(
-            lambda: collect_status(instance, intake_settings, window_s=window_s, store=store, redis_client=client),
+            lambda: collect_status(instance, intake_settings, window_s=window_s, store=store, redis_client=client,
+                                   min_quality=min_quality),
             lambda: check_health(instance, intake_settings, redis_client=client),
             cache_seconds=cache_seconds, collectors=collectors)
 

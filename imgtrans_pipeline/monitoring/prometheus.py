@@ -55,9 +55,12 @@ GPU_POOL = Family("imgtrans_gpu_pool_slots", "gauge",
                   "Dagster concurrency pool of the GPU ops: slots in use, steps waiting, limit (absent: no limit).",
                   ("pool", "state"))
 COLLECT_SECONDS = Family("imgtrans_collect_seconds", "gauge", "Time taken to collect this snapshot.")
+QUALITY_RECENT = Family("imgtrans_quality_recent", "gauge",
+                        "Quality scores of the last finished requests (meta.json): median, lowest, and how many fell "
+                        "below IMGTRANS_MIN_QUALITY.", ("stat",))
 
 FAMILIES = (UP, QUEUE_DEPTH, QUEUE_CLAIMED, DEAD_LETTERS, RESULTS, RUNS, IN_FLIGHT, FINISHED, THROUGHPUT,
-            STAGE_SECONDS, GPU_POOL, COLLECT_SECONDS)
+            STAGE_SECONDS, GPU_POOL, QUALITY_RECENT, COLLECT_SECONDS)
 
 
 class QuantileSummary(SummaryMetricFamily):
@@ -124,6 +127,13 @@ def snapshot_metrics(snapshot: StatusSnapshot) -> list[Metric]:
             summary.add_quantile([stage], 0.5, timing.p50)
             summary.add_quantile([stage], 0.95, timing.p95)
             summary.add_metric([stage], count_value=timing.count, sum_value=timing.sum)
+
+    if snapshot.quality is not None:
+        quality = snapshot.quality
+        out.gauge(QUALITY_RECENT, quality.p50, "p50")
+        out.gauge(QUALITY_RECENT, quality.min, "min")
+        out.gauge(QUALITY_RECENT, quality.below_minimum, "below_minimum")
+        out.gauge(QUALITY_RECENT, quality.count, "count")
 
     if snapshot.gpu_pool is not None:
         pool = snapshot.gpu_pool

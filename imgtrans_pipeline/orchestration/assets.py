@@ -42,7 +42,7 @@ def _stage_asset(context: AssetExecutionContext, stage: str, items: list[WorkIte
                  summary: Any) -> Any:
     runner = stage_runner(context.resources)
     items = run_stage(context, stage, items, runner)
-    yield from asset_outputs(stage, items, runner.engines, summary(items))
+    yield from asset_outputs(stage, items, runner, summary(items))
 
 
 @asset(key=asset_key(names.SOURCE_IMAGE), **COMMON)
@@ -66,7 +66,7 @@ def source_image(context: AssetExecutionContext) -> Any:
     for item in items:
         if item.source is not None and item.source.content_hash != names.parse_partition_key(item.request_id)[0]:
             item.fail(FetchError("stored source no longer matches its hash"), names.DOWNLOAD)
-    yield from asset_outputs(names.DOWNLOAD, items, runner.engines,
+    yield from asset_outputs(names.DOWNLOAD, items, runner,
                              {"images": len(items), "failed": sum(not i.ok for i in items)})
 
 
@@ -98,11 +98,12 @@ def rendered_image(context: AssetExecutionContext, translation: list[WorkItem],
     """The translated image, published with its meta.json; recorded so identical requests reuse it."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.RENDER, merge_branches(translation, inpainted_image), runner)
+    items = run_stage(context, names.QUALITY, items, runner)
     items = run_stage(context, names.PUBLISH, items, runner)
     summary = failure_summary(items)
     if summary:
         raise Failure(summary, allow_retries=False)
-    yield from asset_outputs(names.RENDER, items, runner.engines,
+    yield from asset_outputs(names.RENDER, items, runner,
                              {"translations": len(items),
                               "results": MetadataValue.json([i.result_uri for i in items[:20]])})
 

@@ -48,7 +48,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
                                            public_base_url=settings.s3.public_base_url or "",
                                            presign_expires_s=settings.s3.presign_expires or 0),
         "runtime": RuntimeResource(item_threads=runtime.item_threads or 1, gpu_min_free_mb=runtime.gpu_min_free_mb,
-                                   gpu_wait_timeout_s=runtime.gpu_wait_timeout_s),
+                                   gpu_wait_timeout_s=runtime.gpu_wait_timeout_s,
+                                   quality_score=runtime.quality_score, min_quality=runtime.min_quality),
         "translation_items": translation_items_io_manager,  # the assets' per-partition items
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=runtime.batch_size, max_in_flight=settings.intake.max_in_flight,

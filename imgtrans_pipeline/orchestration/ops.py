@@ -76,7 +76,7 @@ def download(context: OpExecutionContext, config: BatchConfig) -> list[WorkItem]
         if item.reused_from:
             context.log.info(f"request {item.request_id}: same image, languages and options as "
                              f"{item.reused_from}, answered from its stored result {item.result_uri}")
-    record_requests(context, names.DOWNLOAD, items, runner.engines)
+    record_requests(context, names.DOWNLOAD, items, runner)
     return items
 
 
@@ -85,7 +85,7 @@ def ocr(context: OpExecutionContext, items: list[WorkItem]) -> list[WorkItem]:
     """Find and read the text lines (tall images in overlapping slices), grouped into blocks."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.OCR, items, runner)
-    record_requests(context, names.OCR, items, runner.engines)
+    record_requests(context, names.OCR, items, runner)
     return items
 
 
@@ -94,7 +94,7 @@ def translate(context: OpExecutionContext, items: list[WorkItem]) -> list[WorkIt
     """Translate each image's text blocks in one batched call (cached, glossary applied)."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.TRANSLATE, items, runner)
-    record_requests(context, names.TRANSLATE, items, runner.engines)
+    record_requests(context, names.TRANSLATE, items, runner)
     return items
 
 
@@ -103,16 +103,17 @@ def inpaint(context: OpExecutionContext, items: list[WorkItem]) -> list[WorkItem
     """Erase the original text: mask from the text pixels, then the inpainting engine."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.INPAINT, items, runner)
-    record_requests(context, names.INPAINT, items, runner.engines)
+    record_requests(context, names.INPAINT, items, runner)
     return items
 
 
 @op(name=names.RENDER, tags={"kind": "cpu"}, **STEP)
 def render(context: OpExecutionContext, translated: list[WorkItem], inpainted: list[WorkItem]) -> list[WorkItem]:
-    """Draw each translation into its text block of the inpainted image."""
+    """Draw each translation into its text block of the inpainted image, then score each result."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.RENDER, merge_branches(translated, inpainted), runner)
-    record_requests(context, names.RENDER, items, runner.engines)
+    items = run_stage(context, names.QUALITY, items, runner)
+    record_requests(context, names.RENDER, items, runner)
     return items
 
 

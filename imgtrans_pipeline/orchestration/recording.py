@@ -25,6 +25,7 @@ import numpy as np
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetKey,
     AssetMaterialization,
     DagsterInstance,
@@ -39,7 +40,7 @@ from dagster import (
 
 from .. import names
 from ..core.errors import PipelineError
-from ..pipeline import Engines, StageRunner, WorkItem, copy_items
+from ..pipeline import StageRunner, WorkItem, copy_items
 from .resources import stage_runner
 
 TRANSLATIONS = DynamicPartitionsDefinition(name=names.TRANSLATIONS_PARTITIONS)
@@ -104,7 +105,7 @@ def run_stage(context: Any, stage: str, items: list[WorkItem], runner: StageRunn
 
 # --- what each stage records ----------------------------------------------------------------------------------
 
-Check = Callable[[WorkItem, Engines], tuple[bool, dict[str, Any]]]
+Check = Callable[[WorkItem, StageRunner], tuple[bool, dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ class StageRecord:
     metadata: Callable[[WorkItem], dict[str, Any]]  # per request
     checks: Sequence[tuple[str, Check]] = ()
     sampled_checks: frozenset[str] = field(default_factory=frozenset)  # costly: one request per step
+    warn_only: frozenset[str] = field(default_factory=frozenset)  # checks whose failure is a warning
 
 
 TEXT_TABLE_SCHEMA = TableSchema(columns=[TableColumn("block", "int"), TableColumn("source", "string"),
@@ -140,7 +142,7 @@ def preview(pixels: np.ndarray, max_side: int = 200) -> MetadataValue:
     return MetadataValue.md(f"![preview](data:image/jpeg;base64,{base64.b64encode(buffer.getvalue()).decode()})")
 
 
-def check_one_translation_per_block(item: WorkItem, engines: Engines) -> tuple[bool, dict[str, Any]]:
+def check_one_translation_per_block(item: WorkItem, runner: StageRunner) -> tuple[bool, dict[str, Any]]:
     assert item.ocr is not None and item.translation is not None
     blocks, translations = len(item.ocr.blocks), len(item.translation.translations)
     empty = [i for i, (s, t) in enumerate(zip(item.translation.source_texts, item.translation.translations,
@@ -149,16 +151,30 @@ def check_one_translation_per_block(item: WorkItem, engines: Engines) -> tuple[b
                                                    "empty_translations": len(empty)}
 
 
-def check_no_source_text_left(item: WorkItem, engines: Engines) -> tuple[bool, dict[str, Any]]:
-    """Re-OCR the inpainted image: none of the erased blocks' text may still be readable."""
+def check_no_source_text_left(item: WorkItem, runner: StageRunner) -> tuple[bool, dict[str, Any]]:
+    """None of the erased lines may still be readable: the quality stage re-read every erased line of every image;
+    without a score (scoring off) the inpainted image of one request per step is OCR'd again instead."""
     assert item.inpainted is not None and item.ocr is not None
-    again = engines.ocr.recognize(item.inpainted.pixels, item.source_lang or item.request.source_lang)
+    erase = (item.quality or {}).get("details", {}).get("erase")
+    if erase is not None:
+        left = list(erase.get("left", []))
+        return not left, {"still_readable": ", ".join(left) or "none", "lines_checked": erase.get("lines_checked", 0)}
+    again = runner.engines.ocr.recognize(item.inpainted.pixels, item.source_lang or item.request.source_lang)
     seen = "".join(block.text for block in again.blocks)
     left = [block.text for block in item.ocr.blocks if len(block.text) >= 2 and block.text in seen]
     return not left, {"still_readable": ", ".join(left) or "none", "blocks_erased": len(item.ocr.blocks)}
 
 
-def check_output_decodes(item: WorkItem, engines: Engines) -> tuple[bool, dict[str, Any]]:
+def check_quality(item: WorkItem, runner: StageRunner) -> tuple[bool, dict[str, Any]]:
+    """The image's quality score is at least the minimum (IMGTRANS_MIN_QUALITY); a warning otherwise."""
+    quality = item.quality or {}
+    score = float(quality.get("score", 1.0))
+    return score >= runner.min_quality, {"score": round(score, 3), "minimum": runner.min_quality,
+                                         "reasons": MetadataValue.md("\n".join(f"- {r}" for r in
+                                                                              quality.get("reasons", [])) or "none")}
+
+
+def check_output_decodes(item: WorkItem, runner: StageRunner) -> tuple[bool, dict[str, Any]]:
     """The encoded result opens as an image of the source's size."""
     from PIL import Image
 
@@ -186,8 +202,13 @@ def _ocr_metadata(item: WorkItem) -> dict[str, Any]:
 
 def _render_metadata(item: WorkItem) -> dict[str, Any]:
     assert item.rendered is not None
-    return {"format": item.rendered.format, "blocks_drawn": item.rendered.blocks_drawn, "font": item.rendered.font,
-            "preview": preview(item.rendered.pixels), **_timings(item)}
+    metadata: dict[str, Any] = {"format": item.rendered.format, "blocks_drawn": item.rendered.blocks_drawn,
+                                "font": item.rendered.font, "preview": preview(item.rendered.pixels), **_timings(item)}
+    if item.quality is not None:
+        metadata[names.QUALITY_SCORE_METADATA] = float(item.quality["score"])
+        metadata["quality_reasons"] = MetadataValue.md("\n".join(f"- {r}" for r in item.quality["reasons"])
+                                                       or "none")
+    return metadata
 
 
 STAGE_RECORDS: dict[str, StageRecord] = {
@@ -206,23 +227,36 @@ STAGE_RECORDS: dict[str, StageRecord] = {
         names.INPAINTED_IMAGE, lambda i: names.INPAINTED_PNG, lambda i: i.inpainted is not None,
         lambda i: {"engine": i.inpainted.engine, "mask": MetadataValue.url(i.artifacts[names.MASK_PNG]),  # type: ignore[union-attr]
                    "masked_fraction": round(float((i.inpainted.mask > 0).mean()), 4)},  # type: ignore[union-attr]
-        # Re-OCR costs about as much as OCR itself, so it runs on the first erased image of a step.
-        checks=((names.CHECK_NO_SOURCE_TEXT_LEFT, check_no_source_text_left),),
-        sampled_checks=frozenset({names.CHECK_NO_SOURCE_TEXT_LEFT})),
+    ),
     names.RENDER: StageRecord(
         names.RENDERED_IMAGE, lambda i: names.find_result_name(i.artifacts), lambda i: i.rendered is not None,
-        _render_metadata, checks=((names.CHECK_OUTPUT_DECODES, check_output_decodes),)),
+        _render_metadata,
+        # Recorded with the render step: the erased lines are re-read by the quality stage, after rendering.
+        checks=((names.CHECK_OUTPUT_DECODES, check_output_decodes),
+                (names.CHECK_NO_SOURCE_TEXT_LEFT, check_no_source_text_left),
+                (names.CHECK_QUALITY, check_quality)),
+        warn_only=frozenset({names.CHECK_QUALITY})),
 }
 
 
 def _checked(record: StageRecord, check_name: str, items: list[WorkItem]) -> list[WorkItem]:
     done = [item for item in items if item.ok and record.produced(item)]
+    if check_name == names.CHECK_QUALITY:
+        return [item for item in done if item.quality is not None]
+    if check_name == names.CHECK_NO_SOURCE_TEXT_LEFT:
+        scored = [item for item in done if item.quality is not None]
+        # Unscored results: re-OCR costs about as much as OCR itself, so one per step.
+        return scored or [item for item in done if item.inpainted is not None and item.ocr and item.ocr.blocks][:1]
     if check_name in record.sampled_checks:
         return [item for item in done if item.ocr is not None and item.ocr.blocks][:1]
     return done
 
 
-def record_requests(context: Any, stage: str, items: list[WorkItem], engines: Engines) -> None:
+def _severity(record: StageRecord, check_name: str) -> AssetCheckSeverity:
+    return AssetCheckSeverity.WARN if check_name in record.warn_only else AssetCheckSeverity.ERROR
+
+
+def record_requests(context: Any, stage: str, items: list[WorkItem], runner: StageRunner) -> None:
     """Ops: one materialization of the stage's asset per request, and its checks, on the request's partition."""
     record = STAGE_RECORDS[stage]
     key = asset_key(record.asset)
@@ -240,20 +274,21 @@ def record_requests(context: Any, stage: str, items: list[WorkItem], engines: En
             tags={names.TAG_FIRST_REQUEST: item.request_id}))
     for check_name, check in record.checks:
         for item in _checked(record, check_name, items):
-            passed, metadata = check(item, engines)
+            passed, metadata = check(item, runner)
             context.log_event(AssetCheckEvaluation(asset_key=key, check_name=check_name, passed=passed,
                                                    metadata={"request_id": item.request_id, **metadata},
-                                                   partition=item_partition(item)))
+                                                   partition=item_partition(item),
+                                                   severity=_severity(record, check_name)))
 
 
-def asset_outputs(stage: str, items: list[WorkItem], engines: Engines,
+def asset_outputs(stage: str, items: list[WorkItem], runner: StageRunner,
                   summary: dict[str, Any]) -> Iterator[Output | AssetCheckResult]:
     """Assets over a partition range: the items with ``summary`` metadata, then one result per check."""
     record = STAGE_RECORDS[stage]
     yield Output(items, metadata=summary)
     for check_name, check in record.checks:
-        results = [(item, check(item, engines)) for item in _checked(record, check_name, items)]
+        results = [(item, check(item, runner)) for item in _checked(record, check_name, items)]
         failed = [item.request_id for item, (passed, _) in results if not passed]
-        yield AssetCheckResult(check_name=check_name, passed=not failed,
+        yield AssetCheckResult(check_name=check_name, passed=not failed, severity=_severity(record, check_name),
                                metadata={"checked": len(results), "failed": len(failed),
                                          "failed_partitions": MetadataValue.json(failed[:50])})

@@ -176,9 +176,11 @@ class ArtifactStoreResource(ConfigurableResource):
 
 
 class RuntimeResource(ConfigurableResource):
-    """How stages run: requests worked on at once, and the GPU memory guard of GPU-bound stages."""
+    """How stages run: requests worked on at once, the GPU memory guard of GPU-bound stages, result scoring."""
 
     item_threads: int = 1
+    quality_score: bool = default_of(RuntimeSection, "quality_score")
+    min_quality: float = default_of(RuntimeSection, "min_quality")
     gpu_min_free_mb: int = default_of(RuntimeSection, "gpu_min_free_mb")
     gpu_wait_timeout_s: float = default_of(RuntimeSection, "gpu_wait_timeout_s")
 
@@ -198,7 +200,9 @@ def pipeline_engines(resources: Mapping[str, Any] | Any) -> Engines:
 
 def stage_runner(resources: Mapping[str, Any] | Any) -> StageRunner:
     get = resources.__getitem__ if isinstance(resources, Mapping) else lambda key: getattr(resources, key)
-    return StageRunner(pipeline_engines(resources), item_threads=get("runtime").item_threads)
+    runtime = get("runtime")
+    return StageRunner(pipeline_engines(resources), item_threads=runtime.item_threads,
+                       quality_score=runtime.quality_score, min_quality=runtime.min_quality)
 
 
 class IntakeResource(ConfigurableResource):

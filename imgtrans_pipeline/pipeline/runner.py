@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..names import DOWNLOAD, GPU_STAGES, INPAINT, OCR, PUBLISH, RENDER, REQUEST, STAGES, TRANSLATE
+from ..names import DOWNLOAD, GPU_STAGES, INPAINT, OCR, PUBLISH, QUALITY, RENDER, REQUEST, RUN_ORDER, TRANSLATE
 from . import stages
 from .engines import Engines
 from .items import WorkItem
@@ -46,6 +46,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
     TRANSLATE: StageSpec(TRANSLATE, stages.translate, lambda e: e.translation),
     INPAINT: StageSpec(INPAINT, stages.inpaint, lambda e: e.inpainter, on_gpu=lambda e: e.inpaint_on_gpu()),
     RENDER: StageSpec(RENDER, stages.render, lambda e: e.renderer),
+    QUALITY: StageSpec(QUALITY, stages.assess, lambda e: e.ocr),
     PUBLISH: StageSpec(PUBLISH, None, lambda e: e.store),
 }
 
@@ -62,9 +63,12 @@ def _timed(item: WorkItem, stage: str) -> Iterator[None]:
 class StageRunner:
     """Runs stages over batches of ``WorkItem``s with one set of ``Engines``."""
 
-    def __init__(self, engines: Engines, *, item_threads: int = 1) -> None:
+    def __init__(self, engines: Engines, *, item_threads: int = 1, quality_score: bool = True,
+                 min_quality: float = 0.6) -> None:
         self.engines = engines
         self.item_threads = max(1, item_threads)
+        self.quality_score = quality_score  # off: results are not scored (item.quality stays None)
+        self.min_quality = min_quality
 
     def prepare(self, stage: str) -> None:
         """Load the stage's engine. A failure here is the step's, not a request's: it raises (the Dagster layer
@@ -86,6 +90,8 @@ class StageRunner:
         if stage == PUBLISH:
             stages.publish(self.engines, items, self.engines.versions())
             return items
+        if stage == QUALITY and not self.quality_score:
+            return items
         if spec.gpu and self.engines.gpu_guard is not None:
             self.engines.gpu_guard.wait(stage)
         assert spec.work is not None
@@ -94,7 +100,7 @@ class StageRunner:
 
     def run_all(self, items: list[WorkItem]) -> list[WorkItem]:
         """Every stage in order in this process (translate before inpaint): the pipeline without Dagster."""
-        for stage in STAGES:
+        for stage in RUN_ORDER:
             self.run(stage, items)
         return items
 

@@ -30,6 +30,7 @@ from ..names import (
     find_result_name,
     result_name,
 )
+from ..quality import assess_image
 from ..storage import put_json
 from . import dedupe
 from .engines import Engines
@@ -143,6 +144,18 @@ def render(engines: Engines, item: WorkItem) -> None:
     name = result_name(rendered.format)
     item.result_uri = engines.store.put(item.request_id, name, rendered.encoded, RESULT_CONTENT_TYPES[rendered.format])
     item.artifacts[name] = item.result_uri
+
+
+def assess(engines: Engines, item: WorkItem) -> None:
+    """Score the result 0..1 with its reasons: the erased lines re-read (recogniser only, on their boxes), OCR
+    confidence, translation sanity, layout and contrast (``quality``)."""
+    assert item.source is not None and item.ocr is not None and item.inpainted is not None
+    lang = item.source_lang or item.request.source_lang
+    quality = assess_image(engines.ocr.engine_for(lang), item.source.pixels, item.inpainted.pixels, item.ocr,
+                           item.translation, item.rendered, source_lang=lang, target_lang=item.request.target_lang)
+    item.quality = quality.to_dict()
+    log_event(logger, logging.INFO, "quality.done", request_id=item.request_id, score=quality.score,
+              reasons="; ".join(quality.reasons[:3]) or None)
 
 
 # --- publish (batch: every request ends with a record, failed ones included) -------------------------------------
