@@ -339,8 +339,8 @@ def measure_synthetic(page: Any, item: Any, quality: Any, ocr_engine: Any) -> di
     near = zone & ~glyphs
     outside = ~glyphs
     diff = np.abs(erased.astype(np.int16) - clean.astype(np.int16)).max(axis=2)
-    # Ink left: glyph pixels of translatable lines that still differ from the plate by over half the text's
-    # own contrast there (OCR-free, sees a leftover character or a kept outline too).
+    # Glyph area not restored: glyph pixels of translatable lines that still differ from the plate by over half the
+    # text's own contrast there (OCR-free: sees a leftover character or outline, and a wrong fill, alike).
     src_diff = np.abs(source.astype(np.int16) - clean.astype(np.int16)).max(axis=2)
     ink_total = ink_left = 0
     lines_with_ink = []
@@ -525,9 +525,9 @@ def print_table(summaries: dict[str, dict[str, Any]], throughput: dict[str, Any]
     both("erase PSNR in text zone dB (median / worst)",
          lambda s: f"{s['erase_psnr_zone_db']['median']:.1f} / {s['erase_psnr_zone_db']['worst']:.1f}"
          if s.get("erase_psnr_zone_db") else "-")
-    both("glyph ink left after erasing (median / worst page)",
+    both("glyph area not restored (median / worst page)",
          lambda s: f"{s['ink_left']['median']:.1%} / {s['ink_left']['worst']:.1%}" if "ink_left" in s else "-")
-    both("lines with >20% of their ink left",
+    both("lines with >20% of their glyph area not restored",
          lambda s: _pct(s["lines_with_ink_left"], s["leftover"][1]) if "lines_with_ink_left" in s else "-")
     both("bg near text: mean abs diff / share changed >8",
          lambda s: f"{_f(s.get('bg_mad_near_text'))} / {_f(s.get('bg_changed_near_text'), '{:.1%}')}"

@@ -92,11 +92,11 @@ def background_color(pixels: np.ndarray) -> np.ndarray:
     """The background colour of a text box: the median of the larger of two colour clusters (2-means started
     from the darkest and the lightest pixel; text strokes rarely cover half a line's box)."""
     px = pixels.reshape(-1, 3).astype(np.float32)
-    px = px[:: max(1, len(px) // 4000)]
+    px = px[:: max(1, len(px) // 1500)]  # a sample is plenty for two medians, and keeps this ~2 ms a line
     lum = px @ np.array([0.299, 0.587, 0.114], np.float32)
     centres = np.stack([px[int(np.argmin(lum))], px[int(np.argmax(lum))]])
     labels = np.zeros(len(px), np.int64)
-    for _ in range(8):
+    for _ in range(6):
         labels = np.argmin(((px[:, None, :] - centres[None]) ** 2).sum(axis=-1), axis=1)
         for k in range(2):
             if np.any(labels == k):
