@@ -15,13 +15,15 @@ psm 3) and ``pipeline`` is ``run_ocr`` with the tesseract engine, source languag
 reading order (what translation sees). Both are scored by ``benchmarks/ocr_score.py``: edit errors per truth
 character (NFKC, case folded, whitespace runs collapsed; each truth line against its best matching substring of the
 output, so inserted spaces between syllables count and extra output text does not). Lower is better. ``--option``
-passes constructor options to the tesseract engine (to compare settings); seconds are wall time per image.
+passes constructor options to the tesseract engine (to compare settings). ``s`` is wall time per image, ``cpu s``
+the CPU seconds of this process (all threads) plus its tesseract children: the fairer figure on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -84,6 +86,12 @@ def plain_tesseract(sample: Sample, tmp: Path) -> str:
     return proc.stdout.decode("utf-8", "replace")
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process (all threads) and its finished children (tesseract runs)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _option(text: str) -> tuple[str, object]:
     key, _, value = text.partition("=")
     try:
@@ -126,12 +134,14 @@ def main() -> int:
             row: dict = {"set": sample.set, "image": sample.name, "size": list(sample.pixels.shape[1::-1])}
             outputs: dict[str, str] = {}
             if not args.no_plain:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), _cpu()
                 outputs["plain"] = plain_tesseract(sample, Path(tmp))
                 row["plain_s"] = round(time.perf_counter() - start, 2)
-            start = time.perf_counter()
+                row["plain_cpu_s"] = round(_cpu() - cpu, 2)
+            start, cpu = time.perf_counter(), _cpu()
             result = run_ocr(engine, sample.pixels, "ko")
             row["pipeline_s"] = round(time.perf_counter() - start, 2)
+            row["pipeline_cpu_s"] = round(_cpu() - cpu, 2)
             outputs["pipeline"] = "\n".join(block.text for block in result.blocks)
             for kind, text in outputs.items():
                 score = score_text(sample.truth, text)
@@ -147,11 +157,12 @@ def main() -> int:
                 f"{k} {row[k]:.3f} ({row[k + '_s']:.1f}s)" for k in outputs), file=sys.stderr, flush=True)
 
     kinds = [k for k in ("plain", "pipeline") if any(k in r for r in rows)]
-    header = f"{'set':10s} {'image':34s} {'chars':>6s} " + " ".join(f"{k + ' err/ch':>16s} {'s':>6s}" for k in kinds)
+    header = f"{'set':10s} {'image':34s} {'chars':>6s} " + " ".join(
+        f"{k + ' err/ch':>16s} {'s':>6s} {'cpu s':>6s}" for k in kinds)
     print(header)
     print("-" * len(header))
     for row in rows:
-        cells = " ".join(f"{row[k]:16.3f} {row[k + '_s']:6.1f}" for k in kinds)
+        cells = " ".join(f"{row[k]:16.3f} {row[k + '_s']:6.1f} {row[k + '_cpu_s']:6.1f}" for k in kinds)
         print(f"{row['set']:10s} {row['image']:34s} {row['truth_chars']:6d} {cells}")
     summary: dict[str, dict] = {}
     for set_name in sorted({r["set"] for r in rows}):
@@ -161,13 +172,15 @@ def main() -> int:
         for kind in kinds:
             score = totals[(set_name, kind)]
             seconds = sum(r[kind + "_s"] for r in members) / len(members)
+            cpu = sum(r[kind + "_cpu_s"] for r in members) / len(members)
             entry[kind] = round(score.rate, 4)
             entry[f"{kind}_exact_lines"] = score.exact_lines
             entry[f"{kind}_s_per_image"] = round(seconds, 2)
-            cells.append(f"{score.rate:16.3f} {seconds:6.1f}")
+            entry[f"{kind}_cpu_s_per_image"] = round(cpu, 2)
+            cells.append(f"{score.rate:16.3f} {seconds:6.1f} {cpu:6.1f}")
         entry["truth_lines"] = len(totals[(set_name, kinds[0])].lines)
         summary[set_name] = entry
-        print(f"{set_name:10s} {'TOTAL (s = mean per image)':34s} {entry['truth_chars']:6d} " + " ".join(cells))
+        print(f"{set_name:10s} {'TOTAL (s: mean per image)':34s} {entry['truth_chars']:6d} " + " ".join(cells))
     print(f"engine: {engine.version()}")
     if args.json:
         args.json.write_text(json.dumps({"engine": engine.version(), "options": options, "summary": summary,

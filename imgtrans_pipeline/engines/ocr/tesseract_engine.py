@@ -70,7 +70,7 @@ class _Word:
     text: str
     conf: float
     box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the image tesseract read
-    space_before: bool = True
+    space_before: bool = False
 
 
 class TesseractEngine:

@@ -27,10 +27,11 @@ from .base import OcrError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GLYPH_PX = 40  # ink height lines are scaled to (Hangul syllable ~ cap height; Latin x-height ~ 22 px)
+DEFAULT_GLYPH_PX = 32  # ink height lines are scaled to (Hangul syllable ~ cap height; Latin x-height ~ 18 px)
 MAX_UPSCALE = 4.0
 MIN_DOWNSCALE = 0.35
 MIN_LINE_PX = 6  # boxes lower or narrower than this hold no legible text
+MAX_LINE_WIDTH_PX = 8000  # tesseract refuses images beyond 32767 px; a line this wide is already absurd
 
 
 @dataclass
@@ -117,31 +118,31 @@ def _border(gray: np.ndarray) -> np.ndarray:
     return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
 
 
-def normalize_line(crop: np.ndarray, glyph_px: int = DEFAULT_GLYPH_PX) -> tuple[np.ndarray, float]:
-    """Dark-on-light grey line image with ink ``glyph_px`` tall; returns it and the scale applied."""
+def normalize_line(crop: np.ndarray, glyph_px: int = DEFAULT_GLYPH_PX, *, max_width: int = MAX_LINE_WIDTH_PX
+                   ) -> tuple[np.ndarray, float]:
+    """Dark-on-light grey line image with ink ``glyph_px`` tall (at most ``max_width`` wide); returns it and the
+    scale applied. Scaling is clamped to ``MIN_DOWNSCALE..MAX_UPSCALE``: beyond 4x a smudge stays a smudge."""
+    if crop.ndim != 3 or crop.shape[0] < 1 or crop.shape[1] < 1:
+        raise ValueError(f"expected a non-empty HxWx3 crop, got shape {crop.shape}")
     gray = contrast_gray(crop)
     threshold, _ = cv2.threshold(gray, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     # The background is what the crop's border mostly shows (a detector box has margin around the glyphs).
     if np.median(_border(gray)) < threshold:
         gray = 255 - gray
         threshold = 255 - threshold
-    ink_rows = np.flatnonzero((gray < threshold).sum(axis=1) > 0)
-    ink = gray < threshold
-    row_weight = ink.sum(axis=1).astype(np.float64)
-    if row_weight.sum() > 0 and len(ink_rows):
+    # Ink height: the rows holding the middle 96 % of the dark pixels (a stray dot of a neighbour line is ignored).
+    row_weight = (gray < threshold).sum(axis=1).astype(np.float64)
+    ink_h = gray.shape[0]
+    if row_weight.sum() > 0:
         cumulative = np.cumsum(row_weight) / row_weight.sum()
-        top = int(np.searchsorted(cumulative, 0.02))
-        bottom = int(np.searchsorted(cumulative, 0.98))
-        ink_h = max(bottom - top + 1, 1)
-    else:
-        ink_h = gray.shape[0]
-    scale = float(np.clip(glyph_px / ink_h, MIN_DOWNSCALE, MAX_UPSCALE))
-    if abs(scale - 1.0) > 0.05:
-        size = (max(round(gray.shape[1] * scale), 1), max(round(gray.shape[0] * scale), 1))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA)
-    else:
-        scale = 1.0
-    return gray, scale
+        ink_h = int(np.searchsorted(cumulative, 0.98)) - int(np.searchsorted(cumulative, 0.02)) + 1
+    scale = float(np.clip(glyph_px / max(ink_h, 1), MIN_DOWNSCALE, MAX_UPSCALE))
+    scale = min(scale, max_width / gray.shape[1])
+    if abs(scale - 1.0) <= 0.05:
+        return gray, 1.0
+    size = (max(round(gray.shape[1] * scale), 1), max(round(gray.shape[0] * scale), 1))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA), scale
+
 
 
 @dataclass
