@@ -144,7 +144,6 @@ def normalize_line(crop: np.ndarray, glyph_px: int = DEFAULT_GLYPH_PX, *, max_wi
     return cv2.resize(gray, size, interpolation=cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA), scale
 
 
-
 @dataclass
 class Canvas:
     """Normalised lines stacked on white: ``rows[i]`` is the canvas row span of ``lines[i]``."""
@@ -152,14 +151,18 @@ class Canvas:
     pixels: np.ndarray  # HxW uint8 grey
     indices: list[int]  # which input lines, in canvas order
     rows: list[tuple[int, int]]
+    gap: int = DEFAULT_GLYPH_PX  # blank rows between two lines
 
     def line_at(self, y: float) -> int | None:
-        """Input index of the line whose (gap-extended) row span holds canvas row ``y``."""
+        """Input index of the line whose row span is nearest to canvas row ``y`` (None beyond half a gap)."""
+        best: tuple[float, int] | None = None
         for index, (y0, y1) in zip(self.indices, self.rows, strict=True):
-            gap = (y1 - y0) * 0.5
-            if y0 - gap <= y < y1 + gap:
-                return index
-        return None
+            distance = max(y0 - y, y - y1, 0.0)
+            if best is None or distance < best[0]:
+                best = (distance, index)
+        if best is None or best[0] > self.gap / 2:
+            return None
+        return best[1]
 
 
 def stack_lines(images: list[np.ndarray], *, glyph_px: int = DEFAULT_GLYPH_PX,
@@ -183,7 +186,7 @@ def stack_lines(images: list[np.ndarray], *, glyph_px: int = DEFAULT_GLYPH_PX,
             canvas[y:y + h, margin:margin + w] = images[i]
             rows.append((y, y + h))
             y += h + glyph_px
-        canvases.append(Canvas(pixels=canvas, indices=list(batch), rows=rows))
+        canvases.append(Canvas(pixels=canvas, indices=list(batch), rows=rows, gap=glyph_px))
 
     for index, image in enumerate(images):
         h = image.shape[0]
