@@ -274,15 +274,17 @@ class TesseractEngine:
     def _read_crops(self, crops: list[np.ndarray], lang_arg: str) -> list[list[_Word]]:
         """Words of each normalised line crop (canvas coordinates: x comparable between reads of the same crop)."""
         words_of: list[list[_Word]] = [[] for _ in crops]
-        for canvas in stack_lines(crops, glyph_px=self.glyph_px):
-            for words in self.read_words(Image.fromarray(canvas.pixels), lang_arg, 6):
-                for k, word in enumerate(words):
+        rows_of: list[list[int]] = [[] for _ in crops]  # tesseract's line number of each word
+        for c, canvas in enumerate(stack_lines(crops, glyph_px=self.glyph_px)):
+            for row, words in enumerate(self.read_words(Image.fromarray(canvas.pixels), lang_arg, 6)):
+                for word in words:
                     index = canvas.line_at((word.box[1] + word.box[3]) / 2)
-                    if index is None:
-                        continue
-                    if k == 0 and words_of[index]:
-                        word.space_before = True  # a second tesseract line inside one detected line
-                    words_of[index].append(word)
+                    if index is not None:
+                        words_of[index].append(word)
+                        rows_of[index].append(c * 100_000 + row)
+        for index, rows in enumerate(rows_of):
+            if len(set(rows)) > 1:
+                words_of[index] = _one_row(words_of[index], rows, self.glyph_px)
         return words_of
 
 
@@ -347,6 +349,33 @@ def _join_words(lines: list[list[_Word]], txt: str) -> list[list[_Word]]:
         for word, flag in zip(words, flags, strict=True):
             word.space_before = flag
     return lines
+
+
+def _one_row(words: list[_Word], rows: list[int], glyph_px: int) -> list[_Word]:
+    """Words of one detected line that tesseract put on several text lines (``rows``), back in one row.
+
+    Now and then tesseract splits a single line (tall brackets, mixed sizes) into two and reads part of it twice
+    ("[ko] 한정 특가" as "한정 특가" + "[ko] 안성"). Left to right, a word overlapping a more confident one by half is
+    a second reading and dropped. Between two words that followed each other on one tesseract line its own spacing
+    stands; elsewhere a space goes where the gap exceeds a quarter of the glyph height.
+    """
+    kept: list[int] = []
+    for i in sorted(range(len(words)), key=lambda k: -words[k].conf):
+        a = words[i].box
+        if all(min(a[2], words[k].box[2]) - max(a[0], words[k].box[0])
+               < 0.5 * max(min(a[2] - a[0], words[k].box[2] - words[k].box[0]), 1) for k in kept):
+            kept.append(i)
+    kept.sort(key=lambda k: words[k].box[0])
+    out: list[_Word] = []
+    for n, i in enumerate(kept):
+        word = words[i]
+        if n > 0:
+            prev = kept[n - 1]
+            own = prev == i - 1 and rows[prev] == rows[i]
+            space = word.space_before if own else word.box[0] - words[prev].box[2] > 0.25 * glyph_px
+            word = _Word(word.text, word.conf, word.box, space)
+        out.append(word)
+    return out
 
 
 def _line_text(words: list[_Word]) -> str:

@@ -94,8 +94,47 @@ class LineDetector:
                 continue
             polygon = [(float(min(max(x, 0), width)), float(min(max(y, 0), height))) for x, y in quad]
             lines.append(Line(polygon=polygon, box=(x0, y0, x1, y1)))
-        lines.sort(key=lambda ln: (ln.box[1], ln.box[0]))
-        return lines
+        return merge_touching(lines)
+
+
+MERGE_GAP = 0.25  # x gap / line height below which two boxes of one row are one line (a word space is ~0.3)
+
+
+def _one_row(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    ha, hb = a[3] - a[1], b[3] - b[1]
+    overlap = min(a[3], b[3]) - max(a[1], b[1])
+    if min(ha, hb) <= 0 or min(ha, hb) / max(ha, hb) < 0.7 or overlap < 0.6 * min(ha, hb):
+        return False
+    gap = max(a[0], b[0]) - min(a[2], b[2])
+    return gap <= MERGE_GAP * (ha + hb) / 2
+
+
+def merge_touching(lines: list[Line]) -> list[Line]:
+    """Join boxes the detector cut out of one line: same row, same height, overlapping or almost touching.
+
+    With wide letter spacing the detector may return "[ko]", "한정", "특가" as three boxes that overlap each other;
+    read separately, each crop also holds slivers of its neighbours' glyphs, which come back as stray characters.
+    Boxes a real gap apart (table cells, columns) stay separate. Returned top to bottom, left to right.
+    """
+    merged = sorted(lines, key=lambda ln: (ln.box[0], ln.box[1]))
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i].box, merged[j].box
+                if _one_row(a, b):
+                    box = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+                    polygon = [(float(box[0]), float(box[1])), (float(box[2]), float(box[1])),
+                               (float(box[2]), float(box[3])), (float(box[0]), float(box[3]))]
+                    merged[i] = Line(polygon=polygon, box=box)
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    merged.sort(key=lambda ln: (ln.box[1], ln.box[0]))
+    return merged
 
 
 def contrast_gray(crop: np.ndarray) -> np.ndarray:
