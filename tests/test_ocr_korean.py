@@ -17,8 +17,8 @@ from PIL import Image
 
 from benchmarks.ocr_score import normalize, score_text, substring_distance
 from imgtrans_pipeline.engines.ocr import run_ocr
-from imgtrans_pipeline.engines.ocr.tesseract_engine import _join_words, _merge_suspects, _Word
-from imgtrans_pipeline.engines.ocr.textlines import normalize_line, stack_lines
+from imgtrans_pipeline.engines.ocr.tesseract_engine import _join_words, _merge_suspects, _one_row, _Word
+from imgtrans_pipeline.engines.ocr.textlines import Line, merge_touching, normalize_line, stack_lines
 from tests.korean_pages import fonts_available, ingredient_page, kr_font, paragraph_page, spec_table_page
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,6 +95,27 @@ def test_latin_garbage_in_a_hangul_line_is_replaced_by_the_korean_reading():
     merged = _merge_suspects(mixed, native, te.SCRIPTS["ko"])
     assert [(w.text, w.space_before) for w in merged] == [("세탁", False), ("수", True), ("축을", False),
                                                          ("Cotton", True)]  # Latin kept: native read is not Hangul
+
+
+def test_a_line_split_over_two_tesseract_lines_is_one_row_again():
+    # "[ko] 한정 특가" read as "한정 특가" (row 0) + "[ko] 안성" (row 1): the second reading of 한정 is dropped.
+    words = [_Word("한정", 97, (116, 44, 177, 69)), _Word("특가", 97, (193, 44, 258, 77), True),
+             _Word("[ko]", 97, (44, 45, 102, 80)), _Word("안성", 82, (118, 52, 177, 78), True)]
+    out = _one_row(words, [0, 0, 1, 1], glyph_px=32)
+    assert [(w.text, w.space_before) for w in out] == [("[ko]", False), ("한정", True), ("특가", True)]
+
+
+def _box_line(x0: int, y0: int, x1: int, y1: int) -> Line:
+    return Line(polygon=[(x0, y0), (x1, y0), (x1, y1), (x0, y1)], box=(x0, y0, x1, y1))
+
+
+def test_detector_boxes_of_one_line_are_joined_but_cells_stay_apart():
+    pieces = [_box_line(30, 31, 181, 132), _box_line(153, 27, 313, 130), _box_line(296, 30, 448, 125)]
+    assert [ln.box for ln in merge_touching(pieces)] == [(30, 27, 448, 132)]
+    cells = [_box_line(48, 117, 108, 148), _box_line(292, 118, 425, 146), _box_line(48, 159, 109, 191)]
+    assert [ln.box for ln in merge_touching(cells)] == [(48, 117, 108, 148), (292, 118, 425, 146),
+                                                       (48, 159, 109, 191)]
+    assert merge_touching([]) == []
 
 
 @needs_fonts
