@@ -294,9 +294,14 @@ def recognize_sliced(
     passes = plan_passes(image, slice_ratio=slice_ratio, overlap_ratio=overlap_ratio, skip_blank=skip_blank)
     spans: list[tuple[int, int]] = []
     per_span: list[list[TextRegion]] = []
-    for pass_spans in passes:
-        stacked, tops = _stack(image, pass_spans)
-        found = engine.recognize(stacked, lang)
+    stacks = [_stack(image, pass_spans) for pass_spans in passes]
+    # An engine that can read several images at once (tesseract: one process start for all passes) gets them all.
+    batch = getattr(engine, "recognize_batch", None)
+    if callable(batch):
+        per_pass = batch([stacked for stacked, _ in stacks], lang)
+    else:
+        per_pass = [engine.recognize(stacked, lang) for stacked, _ in stacks]
+    for pass_spans, (_, tops), found in zip(passes, stacks, per_pass, strict=True):
         buckets: list[list[TextRegion]] = [[] for _ in pass_spans]
         for region in found:
             _, ry0, _, ry1 = region.bbox()
