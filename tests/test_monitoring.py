@@ -469,10 +469,10 @@ def test_quality_score_histogram_counts_each_new_materialization_once(world):
                                             "0.8": 5, "0.9": 5, "1.0": 6, "+Inf": 7}
 
 
-def test_quality_scores_read_in_bounded_pages_and_skip_unscored_renders(instance, world):
-    # The real translate_images run A rendered two images; they carry no quality_score yet.
+def test_quality_scores_of_real_renders_are_read_in_bounded_pages_unscored_ones_skipped(instance, world):
+    # The real translate_images run A rendered two images, each scored by the pipeline's quality stage.
     scores = QualityScores(instance, count_existing=True)
-    assert scores.poll() == 0 and scores.materializations_read == 2
+    assert scores.poll() == 2 and scores.materializations_read == 2
     with instance_for_test() as inst:
         assert scored_renders.execute_in_process(instance=inst).success
         scores = QualityScores(inst, count_existing=True, max_events_per_scrape=3)
