@@ -127,11 +127,18 @@ def monitored_config(tmp: Path, max_concurrent_runs: int | None = None) -> Path:
 
 
 def progress(client, instance: DagsterInstance) -> tuple:
-    """Everything that moves while intake works: queue lengths, each request's state, each run's status."""
+    """Everything that moves while intake works: queue lengths, each request's state, each run's status and the
+    last event of each unfinished run (a step can take minutes on a loaded machine with the gpu pool at 1)."""
     keys = sorted(client.scan_iter("imgtrans:request:*"))
     states = tuple((key, client.hget(key, "state"), client.hget(key, "updated_at")) for key in keys)
-    runs = tuple(sorted((run.run_id, run.status.value) for run in instance.get_runs()))
-    return client.llen(QUEUE), client.llen(PROCESSING), client.llen(RESULTS), states, runs
+    runs = []
+    for run in instance.get_runs():
+        last = None
+        if not run.is_finished:
+            records = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
+            last = records[0].storage_id if records else None
+        runs.append((run.run_id, run.status.value, last))
+    return client.llen(QUEUE), client.llen(PROCESSING), client.llen(RESULTS), states, tuple(sorted(runs))
 
 
 def wait_for(condition: Callable[[DagsterInstance], Any], what: str, client, daemon: Daemon,
