@@ -35,6 +35,7 @@ from imgtrans_pipeline.intake import (
     verify_signature,
 )
 from imgtrans_pipeline.intake.delivery import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from imgtrans_pipeline.intake.lease import LeaseLost, TickLease
 from tests.servers import free_port, serve_aiohttp
 
 if TYPE_CHECKING:
@@ -419,6 +420,30 @@ def test_status_transitions_and_ttl(redis_client: redis.Redis, redis_server: Red
         status.mark("s1", "paused")
     with pytest.raises(ValueError, match="cannot be set"):
         status.mark("s1", "queued", attempts=3)
+
+
+def test_tick_lease_is_held_by_one_tick_until_released_or_expired(redis_client: redis.Redis) -> None:
+    first, second = TickLease(redis_client, "t:lease", 30), TickLease(redis_client, "t:lease", 30)
+    assert first.acquire() and not second.acquire()  # one holder at a time
+    assert first.holder() == first.token
+    first.confirm()  # still ours: renewed
+    assert 29_000 < redis_client.pttl("t:lease") <= 30_000
+    with pytest.raises(LeaseLost):
+        second.confirm()
+    assert not second.release() and first.holder() == first.token  # only the holder releases
+    assert first.release() and first.holder() is None
+    assert second.acquire()
+
+    short = TickLease(redis_client, "t:short", 0.05)
+    assert short.acquire()
+    time.sleep(0.1)  # expired under its holder, then taken by another tick
+    other = TickLease(redis_client, "t:short", 30)
+    assert other.acquire()
+    with pytest.raises(LeaseLost):
+        short.confirm()
+    assert not short.release() and other.holder() == other.token
+    with pytest.raises(ValueError):
+        TickLease(redis_client, "t:bad", 0)
 
 
 def test_dead_request_can_be_queued_again(redis_client: redis.Redis, redis_server: RedisServer) -> None:

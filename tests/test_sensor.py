@@ -16,6 +16,7 @@ from dagster import DagsterInstance, SensorResult, build_sensor_context, instanc
 from dagster._core.storage.tags import RUN_KEY_TAG
 
 from imgtrans_pipeline.intake import DeadLetters, RequestStatus, create_queue
+from imgtrans_pipeline.intake.lease import LeaseLost
 from imgtrans_pipeline.names import TRANSLATE_JOB
 from imgtrans_pipeline.orchestration.definitions import build_definitions
 from imgtrans_pipeline.orchestration.resources import IntakeResource
@@ -226,3 +227,139 @@ def test_failed_run_settles_only_what_its_publish_step_did_not(instance, intake)
     intake.settle_failed_run("run-b", ["s3"], "step failed", will_retry=True)
     assert status.get("s3")["state"] == "failed" and intake.dead_letters().count() == 1
     assert result.run_requests  # (the batch was launched normally)
+
+
+class _Paused:
+    """A real queue or status object with a pause at the first call of one method: lets a test interleave two
+    ticks at an exact point. ``hook`` runs before that call; everything else is the real object's behaviour."""
+
+    def __init__(self, target: Any, method: str, hook: Any) -> None:
+        self._target, self._method, self._hook = target, method, hook
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._target, name)
+        if name != self._method:
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self._hook is not None:
+                hook, self._hook = self._hook, None
+                hook()
+            return attr(*args, **kwargs)
+
+        return call
+
+
+# hook name -> (object "queue" or "status", method, callable). Dagster copies resources from their config, so
+# the hook cannot live on the resource instance.
+_HOOKS: dict[str, tuple[str, str, Any]] = {}
+
+
+class _HookedIntake(IntakeResource):
+    """IntakeResource whose queue or status pauses at one call (see _Paused); configuration as usual."""
+
+    hook: str = ""
+
+    def queue(self) -> Any:
+        spec = _HOOKS.get(self.hook)
+        return _Paused(super().queue(), spec[1], spec[2]) if spec and spec[0] == "queue" else super().queue()
+
+    def status(self) -> Any:
+        spec = _HOOKS.get(self.hook)
+        return _Paused(super().status(), spec[1], spec[2]) if spec and spec[0] == "status" else super().status()
+
+
+def _overlapping_ticks(instance: DagsterInstance, intake: IntakeResource, before: str) -> SensorResult:
+    """Tick O (``orphan``) claims r1..r3 and decides their run keys, then stalls before writing them: its daemon
+    was SIGKILLed and nobody will submit what it returns. Meanwhile r0 arrives and tick N of the next daemon
+    runs; O's status marks land just before N's ``before`` queue call."""
+    o_paused, o_go, o_done = threading.Event(), threading.Event(), threading.Event()
+
+    def o_pause() -> None:
+        o_paused.set()
+        assert o_go.wait(30)
+
+    def run_orphan() -> None:
+        try:
+            tick(instance, orphan)  # its run requests are lost with the daemon that asked for them
+        finally:
+            o_done.set()
+
+    def let_orphan_finish() -> None:
+        o_go.set()
+        assert o_done.wait(30)
+
+    options = {"redis_url": intake.redis_url, "queue_kind": intake.queue_kind, "batch_size": 2,
+               "claim_wait_seconds": 0}
+    _HOOKS["orphan"] = ("status", "mark", o_pause)
+    _HOOKS["current"] = ("queue", before, let_orphan_finish)
+    orphan, current = _HookedIntake(**options, hook="orphan"), _HookedIntake(**options, hook="current")
+    thread = threading.Thread(target=run_orphan, daemon=True)
+    try:
+        thread.start()
+        assert o_paused.wait(30)
+        push(intake, "r0")
+        result = tick(instance, current)
+    finally:
+        let_orphan_finish()
+        thread.join(30)
+        _HOOKS.clear()
+    return result
+
+
+def _settle(instance: DagsterInstance, intake: IntakeResource, first: SensorResult) -> dict[str, set[str]]:
+    """Create the runs the daemon would (this tick's, then the next ticks'), until nothing is left pending;
+    return the run keys that carried each request."""
+    create_runs(instance, first)
+    for _ in range(4):
+        create_runs(instance, tick(instance, intake))
+    keys: dict[str, set[str]] = {}
+    for run in instance.get_runs():
+        for request in run.run_config["ops"]["download"]["config"]["requests"]:
+            keys.setdefault(request["request_id"], set()).add(run.tags[RUN_KEY_TAG])
+    assert intake.queue().in_processing() == 0 and intake.queue().depth() == 0
+    return keys
+
+
+@pytest.mark.parametrize("before", ["claim", "ack"])
+def test_tick_overlapping_an_orphaned_tick_neither_loses_nor_duplicates(instance, intake, before):
+    """A daemon SIGKILLed mid-tick leaves its evaluation running in its code server; the next daemon's first tick
+    can overlap it. Whatever the interleaving, every request ends in exactly one run key.
+
+    ``claim``: the orphan's status marks land after the new tick listed r1..r3 as claimed-but-unrecorded (fresh)
+    and before it checked them for duplicates. ``ack``: they land after the new tick recorded its own run keys
+    (r3 batched with r0, where the orphan had r3 alone), over them.
+    """
+    for rid in ("r1", "r2", "r3"):
+        push(intake, rid)
+    first = _overlapping_ticks(instance, intake, before)
+    keys = _settle(instance, intake, first)
+    assert sorted(keys) == ["r0", "r1", "r2", "r3"], keys  # nothing lost
+    assert all(len(k) == 1 for k in keys.values()), keys  # nothing under two run keys
+
+
+def test_tick_that_lost_its_lease_while_claiming_writes_nothing(instance, intake):
+    """A tick stalled past its lease's expiry (another tick took over meanwhile) must not write its decisions:
+    what it claimed stays pending, unrecorded, for the ticks that follow."""
+    lease_key = f"{intake.config().queue}:tick-lease"
+    for rid in ("r1", "r2"):
+        push(intake, rid)
+
+    def taken_over() -> None:
+        intake.client().set(lease_key, "another-tick")
+
+    _HOOKS["stalled"] = ("queue", "claim", taken_over)
+    stalled = _HookedIntake(redis_url=intake.redis_url, queue_kind=intake.queue_kind, batch_size=2,
+                            claim_wait_seconds=0, hook="stalled")
+    try:
+        with pytest.raises(LeaseLost):
+            tick(instance, stalled)
+    finally:
+        _HOOKS.clear()
+    assert intake.client().get(lease_key) == "another-tick"  # not released by the tick that lost it
+    assert intake.status().get("r1") is None and intake.status().get("r2") is None
+    assert intake.queue().in_processing() == 2
+    skipped = tick(instance, intake)  # the other tick still holds the lease
+    assert not skipped.run_requests and "another intake tick" in skipped.skip_reason.skip_message
+    intake.client().delete(lease_key)  # it finished
+    assert request_ids(tick(instance, intake)) == [["r1", "r2"]]

@@ -6,7 +6,8 @@ Plain Python (no Dagster): the intake sensor, the CLI and tests all use this API
 * :mod:`.messages` — the message contract (``parse_message``; JSON Schema in ``schema/request.schema.json``);
 * :mod:`.dead` — dead letters with the original payload, atomic bury and operator requeue;
 * :mod:`.status` — the per-request status hash (``imgtrans:request:<id>``);
-* :mod:`.delivery` — results list and signed webhooks.
+* :mod:`.delivery` — results list and signed webhooks;
+* :mod:`.lease` — one intake tick at a time across processes.
 
 Every operation is safe to interrupt between any two Redis commands and to repeat: moves between keys happen
 inside single Lua scripts or MULTI/EXEC blocks, and claimed work stays visible until acknowledged.
@@ -15,6 +16,7 @@ inside single Lua scripts or MULTI/EXEC blocks, and claimed work stays visible u
 from .config import IntakeConfig
 from .dead import DeadLetters
 from .delivery import DeliveryOutcome, WebhookSender, encode_body, push_result, sign, verify_signature
+from .lease import LeaseLost, TickLease
 from .messages import load_schema, parse_message, request_id_of
 from .queue import ClaimedEntry, ListQueue, RequestQueue, StreamQueue, create_queue
 from .status import STATES, RequestStatus
@@ -25,10 +27,12 @@ __all__ = [
     "DeadLetters",
     "DeliveryOutcome",
     "IntakeConfig",
+    "LeaseLost",
     "ListQueue",
     "RequestQueue",
     "RequestStatus",
     "StreamQueue",
+    "TickLease",
     "WebhookSender",
     "create_queue",
     "encode_body",

@@ -9,6 +9,9 @@ Why it cannot lose or duplicate a request, whatever moment the daemon dies at:
 3. Every tick first reconciles what is still claimed: entries whose run exists are acknowledged; entries whose
    run was never created are submitted again under the same run key; entries claimed by a tick that died
    before recording anything are treated as new.
+4. Ticks never overlap (``intake.lease``): a daemon SIGKILLed mid-tick leaves that evaluation running in its code
+   server while the next daemon ticks, and interleaved status writes would lose requests or give one request
+   two run keys. A tick skips while another holds the lease, and confirms it still holds it before writing.
 
 Latency: a tick with nothing to do blocks in Redis (``BLMOVE`` / ``XREADGROUP BLOCK``) for up to
 ``claim_wait_seconds`` and claims a request the moment it arrives, so a lone request does not wait for the next
@@ -44,6 +47,7 @@ from .. import names
 from ..core.logs import log_event
 from ..core.request import to_config
 from ..core.settings import get_settings
+from ..intake.lease import TickLease
 from .jobs import translate_images
 from .resources import IntakeResource
 
@@ -55,6 +59,9 @@ IN_FLIGHT_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, Dag
 _DEFAULT_STATUS = DefaultSensorStatus.RUNNING if get_settings().intake.enabled else DefaultSensorStatus.STOPPED
 # States in which a re-sent request id is a duplicate of work already done or under way.
 LIVE_STATES = {"queued", "running", "succeeded"}
+# Far above a tick's length (a long poll of <= 4.5 s plus Redis and instance look-ups): the lease only expires
+# under its holder when that holder is stuck, and a holder killed mid-tick holds intake up this long at most.
+TICK_LEASE_SECONDS = 60.0
 
 
 def run_key_for(members: list[tuple[str, int]]) -> str:
@@ -104,6 +111,18 @@ def _run_exists(context: SensorEvaluationContext, run_key: str) -> bool:
     description="Claims translation requests from Redis (list or stream) and launches runs, with backpressure.",
 )
 def redis_intake_sensor(context: SensorEvaluationContext, intake: IntakeResource) -> SensorResult:
+    lease = TickLease(intake.client(), f"{intake.config().queue}:tick-lease", TICK_LEASE_SECONDS)
+    if not lease.acquire():
+        log_event(logger, logging.WARNING, "intake.tick_overlap", holder=lease.holder())
+        return SensorResult(skip_reason=SkipReason(
+            "another intake tick is still running (e.g. one left behind by a killed daemon); retrying next tick"))
+    try:
+        return _intake_tick(context, intake, lease)
+    finally:
+        lease.release()
+
+
+def _intake_tick(context: SensorEvaluationContext, intake: IntakeResource, lease: TickLease) -> SensorResult:
     queue, status, dead = intake.queue(), intake.status(), intake.dead_letters()
 
     # 1. Reconcile what earlier ticks claimed.
@@ -136,6 +155,8 @@ def redis_intake_sensor(context: SensorEvaluationContext, intake: IntakeResource
             log_event(logger, logging.WARNING, "intake.malformed", reason=entry.error)
         else:
             fresh.append(entry)
+    # The claim may have blocked for seconds: make sure no other tick took over before deciding and writing.
+    lease.confirm()
 
     # 3. New requests: drop duplicates of live work, give the rest an attempt number and a batch.
     attempts: dict[str, int] = {}
