@@ -384,6 +384,19 @@ def test_requeue_moves_exact_payloads_back(queue: RequestQueue, settings: Intake
 
 
 # ---- status ----------------------------------------------------------------------------------------------------------
+def test_one_run_delivers_each_attempt(redis_client: redis.Redis, redis_server: RedisServer) -> None:
+    """A run failed by monitoring while its process went on, and that run's retry, both reach publish: only the
+    first delivers. A re-queued request (attempt 2) is delivered again, once."""
+    status = RequestStatus(redis_client, IntakeConfig(redis_url=redis_server.url))
+    status.mark("d1", "queued", attempt=1)
+    assert status.claim_delivery("d1", "run-a") is None
+    assert status.claim_delivery("d1", "run-a") is None  # its own claim, repeated (a retried publish step)
+    assert status.claim_delivery("d1", "run-b") == "run-a"
+    status.mark("d1", "queued", attempt=2, force=True)
+    assert status.claim_delivery("d1", "run-c") is None
+    assert status.claim_delivery("d1", "run-b") == "run-c"
+
+
 def test_status_transitions_and_ttl(redis_client: redis.Redis, redis_server: RedisServer) -> None:
     status = RequestStatus(redis_client, IntakeConfig(redis_url=redis_server.url, status_ttl_seconds=600))
     assert status.get("s1") is None

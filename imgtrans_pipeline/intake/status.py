@@ -136,6 +136,19 @@ class RequestStatus:
             return False
         return True
 
+    def claim_delivery(self, request_id: str, run_id: str) -> str | None:
+        """Make ``run_id`` the one run that delivers this attempt of the request (results list, webhook).
+
+        Returns None when it may deliver (first claim, or its own claim repeated), else the run id that already
+        did. Why: a run Dagster's monitoring failed while its process kept going and the retry of that run may both
+        reach publish; the request must still be delivered once. A re-queued request is a new attempt.
+        """
+        field = f"delivered_by:{self.client.hget(self.key(request_id), 'attempt') or '1'}"
+        if self.client.hsetnx(self.key(request_id), field, run_id):
+            return None
+        owner = self.client.hget(self.key(request_id), field)
+        return None if owner == run_id else owner
+
     def note_duplicate(self, request_id: str) -> bool:
         """Count a duplicate delivery of an already known request (no-op when there is no status yet)."""
         return bool(self._duplicate(keys=[self.key(request_id)], args=[_now(), self.ttl]))

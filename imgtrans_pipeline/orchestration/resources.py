@@ -9,6 +9,7 @@ one process), in-process tests and a warm run worker all load each model exactly
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from ..engines.translate import TRANSLATE_ENGINES, TranslationCache, Translation
 from ..pipeline import Engines, StageRunner
 from ..storage import create_artifact_store
 from ..storage.base import ArtifactStore
+
+logger = logging.getLogger(__name__)
 
 # The resource keys a stage needs (ops and assets require all of them: engines load lazily, on first use).
 PIPELINE_RESOURCE_KEYS = frozenset({"fetcher", "ocr_engine", "translator", "inpainting", "renderer", "artifacts",
@@ -281,6 +284,11 @@ class IntakeResource(ConfigurableResource):
         webhooks = self._webhooks()
         for outcome in outcomes:
             request_id = outcome["request_id"]
+            delivered_by = status.claim_delivery(request_id, run_id)
+            if delivered_by is not None:
+                logger.warning("request %s was already delivered by run %s; run %s does not deliver it again",
+                               request_id, delivered_by, run_id)
+                continue
             succeeded = outcome["status"] == "succeeded"
             error = outcome.get("error") or None
             reason = f"[{error['stage']}] {error['reason']}" if error else None
