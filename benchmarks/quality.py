@@ -650,7 +650,7 @@ def main(argv: list[str] | None = None) -> int:
 
     engines = build_engines(workdir / "measure")
     records: dict[str, list[dict[str, Any]]] = {"synthetic": [], "real": []}
-    ocr = engines["ocr_engine"]
+    ocr = engines["ocr_engine"].router()  # measuring re-reads images with the engine the pipeline used
 
     for start in range(0, len(pages), args.batch_size):
         batch = pages[start:start + args.batch_size]
