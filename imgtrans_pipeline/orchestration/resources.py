@@ -99,8 +99,8 @@ class TranslatorResource(ConfigurableResource):
 
     engine: str = default_of(TranslateSection, "engine")
     models_dir: str = "models"
-    model: str = ""  # API model name (gemini/openai); empty = engine default
-    base_url: str = ""  # API base URL (openai-compatible servers, or a Gemini proxy)
+    model: str = ""  # API model name (gemini/openai; DeepL's model_type); empty = engine default
+    base_url: str = ""  # API base URL (openai-compatible servers, a Gemini proxy, DeepL/Papago endpoints)
     cache_path: str = ""  # SQLite translation cache; empty = no cache
     glossary_file: str = ""  # JSON object {term: translation} applied to every request
 
@@ -113,9 +113,7 @@ class TranslatorResource(ConfigurableResource):
             options["model"] = self.model
         if self.base_url:
             options["base_url"] = self.base_url
-        key = get_settings().translate.key_for(engine)
-        if key:
-            options["api_key"] = key
+        options.update(get_settings().translate.engine_options(engine))
         return options
 
     def service(self) -> TranslationService:
