@@ -8,6 +8,7 @@ import re
 import uuid
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,13 @@ def test_language_codes(deepl: DeepLWireServer, source: str, target: str, option
     assert (call["json"]["source_lang"], call["json"]["target_lang"]) == codes
 
 
+def test_a_non_default_variant_is_another_model_for_the_cache() -> None:
+    assert DeepLTranslator(api_key="k").model == "v2"
+    assert DeepLTranslator(api_key="k", english_variant="EN-GB").model == "v2/EN-GB"
+    assert DeepLTranslator(api_key="k", model="quality_optimized", portuguese_variant="PT-PT").model == \
+        "v2/quality_optimized/PT-PT"
+
+
 def test_unsupported_pairs_and_endpoints() -> None:
     free, pro = DeepLTranslator(api_key="abc:fx"), DeepLTranslator(api_key="abc")
     assert (free.base_url, pro.base_url) == (FREE_URL, PRO_URL)  # the key's ":fx" suffix marks a Free plan
@@ -258,6 +266,26 @@ def test_glossary_is_created_once_and_reused(deepl: DeepLWireServer) -> None:
     other_process.translate(["耐克新款运动鞋"], "zh", "ko", glossary=glossary)  # another pair: its own glossary
     other_process.translate(["耐克新款运动鞋"], "zh", "en", glossary={"耐克": "NIKE"})  # other entries: too
     assert len(deepl.calls("POST", "/v2/glossaries")) == 2 and len(deepl.glossaries) == 3
+
+
+def test_threads_asking_at_once_create_one_glossary(deepl: DeepLWireServer) -> None:
+    translator = engine(deepl)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outs = list(pool.map(lambda t: translator.translate_batch([t], "zh", "en", glossary={"耐克": "Nike"})[0],
+                             ["耐克新款运动鞋", "耐克全新升级", "耐克限时特价", "耐克"]))
+    assert outs == ["Nike new sneakers", "Nike Brand-new upgrade", "Nike Limited-time offer", "Nike"]
+    assert len(deepl.calls("POST", "/v2/glossaries")) == 1 and len(deepl.calls("POST", "/v2/translate")) == 4
+
+
+def test_a_glossary_deleted_in_the_account_is_made_again(deepl: DeepLWireServer) -> None:
+    translator = engine(deepl)
+    translator.translate_batch(["耐克新款运动鞋"], "zh", "en", glossary={"耐克": "Nike"})
+    deepl.glossaries.clear()  # someone deleted it on DeepL's side
+    deepl.reset()
+    out = translator.translate_batch(["耐克新款运动鞋"], "zh", "en", glossary={"耐克": "Nike"})
+    assert out == ["Nike new sneakers"]
+    assert [r["method"] + " " + r["path"] for r in deepl.requests] == [
+        "POST /v2/translate", "GET /v2/glossaries", "POST /v2/glossaries", "POST /v2/translate"]
 
 
 def test_glossary_not_ready_yet_is_waited_for(deepl: DeepLWireServer) -> None:
@@ -340,6 +368,9 @@ def test_settings_give_the_engine_its_key_and_variant(setenv: Any) -> None:
     assert get_settings().translate.key_for("deepl") == "own-key"  # the engine's own variable wins
     translator = TRANSLATE_ENGINES.create("deepl", **get_settings().translate.engine_options("deepl"))
     assert translator.base_url == PRO_URL and translator.target_codes["en"] == "EN-GB"
+    variant = TranslatorResource(engine="deepl").variant()  # dedupe: an EN-GB result is not an EN-US one
+    assert "english_variant=EN-GB" in variant and "own-key" not in variant
+    assert TranslatorResource(engine="ctranslate2").variant() == "ctranslate2|||"  # unchanged for the others
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
+from ..core.errors import EngineError
 from ..core.settings import (
     FetchSection,
     InpaintSection,
@@ -132,8 +133,15 @@ class TranslatorResource(ConfigurableResource):
         return cached_engine(key, build)
 
     def variant(self) -> str:
-        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file."""
-        return f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file, and the
+        output options an API engine takes from the settings (DeepL's English variant, Papago's honorific)."""
+        base = f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        try:
+            options = get_settings().translate.engine_options(TRANSLATE_ENGINES.canonical(self.engine))
+        except EngineError:  # an unknown engine fails where it is built, with its own message
+            return base
+        output = ",".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in ("api_key", "client_id"))
+        return f"{base}|{output}" if output else base
 
 
 class InpaintResource(ConfigurableResource):

@@ -85,11 +85,13 @@ class DeepLTranslator(ApiTranslator):
         base = (base_url or (FREE_URL if api_key.endswith(":fx") else PRO_URL)).rstrip("/")
         self.base_url = base.removesuffix("/v2")
         self.model_type = model
-        self.model = f"v2/{model}" if model else "v2"
         english_variant, portuguese_variant = english_variant.upper(), portuguese_variant.upper()
         if english_variant not in ("EN-US", "EN-GB") or portuguese_variant not in ("PT-BR", "PT-PT"):
             raise EngineError(f"deepl: unknown variant {english_variant!r} / {portuguese_variant!r} "
                               "(EN-US or EN-GB; PT-BR or PT-PT)", stage="translate", transient=False)
+        # The model identity keys the translation cache: a non-default variant is another output for "en"/"pt".
+        variants = [v for v, default in ((english_variant, "EN-US"), (portuguese_variant, "PT-BR")) if v != default]
+        self.model = "/".join(["v2", *([model] if model else []), *variants])
         self.target_codes = {**TARGET_CODES, "en": english_variant, "pt": portuguese_variant}
         self.glossary_ready_timeout = glossary_ready_timeout
         self._glossaries: dict[str, str] = {}  # glossary name (pair + entries hash) -> glossary_id
@@ -148,8 +150,18 @@ class DeepLTranslator(ApiTranslator):
                 glossary_id = await self._glossary_id(session, source, target, glossary)
             out: list[str] = []
             for chunk in self.chunks(texts):
-                out += await self.with_retries(
-                    "translate", lambda c=chunk: self._attempt(session, c, source, target, glossary_id))
+                try:
+                    out += await self.with_retries(
+                        "translate", lambda c=chunk, g=glossary_id: self._attempt(session, c, source, target, g))
+                except EngineError as error:
+                    if not (glossary and glossary_id and "glossary" in error.reason.lower()):
+                        raise
+                    # The remembered glossary is gone (deleted in the account): make it again, once.
+                    logger.warning("deepl: glossary %s refused (%s): creating it again", glossary_id, error.reason)
+                    self._forget_glossary(glossary_id)
+                    glossary_id = await self._glossary_id(session, source, target, glossary)
+                    out += await self.with_retries(
+                        "translate", lambda c=chunk, g=glossary_id: self._attempt(session, c, source, target, g))
             return out
 
     async def _attempt(self, session: aiohttp.ClientSession, texts: list[str], source: str, target: str,
@@ -218,6 +230,11 @@ class DeepLTranslator(ApiTranslator):
                 await self._wait_ready(session, glossary_id)
             self._glossaries[name] = glossary_id
             return glossary_id
+
+    def _forget_glossary(self, glossary_id: str) -> None:
+        with self._glossary_lock:
+            for name in [n for n, known in self._glossaries.items() if known == glossary_id]:
+                del self._glossaries[name]
 
     async def _find_glossary(self, session: aiohttp.ClientSession, name: str) -> tuple[str, bool] | None:
         reply = await send(session, "GET", f"{self.base_url}/v2/glossaries", headers=self._headers())
