@@ -304,6 +304,16 @@ def test_cache_entries_are_keyed_by_the_glossary(deepl: DeepLWireServer) -> None
     assert plain.translations == ["Nick new sneakers"]
     assert with_glossary.translations == cached.translations == ["Nike new sneakers"]
     assert cached.cache_hits == 1 and len(deepl.calls("POST", "/v2/translate")) == 2
+    # A text holding no glossary term is cached plainly: another request's glossary does not miss it.
+    deepl.reset()
+    mixed = service.translate(["耐克新款运动鞋", "全新升级"], "zh", "en", glossary={"耐克": "Nike", "阿迪": "Adidas"})
+    assert mixed.translations == ["Nike new sneakers", "Brand-new upgrade"]
+    (call,) = deepl.calls("POST", "/v2/translate")
+    assert call["json"]["text"] == ["全新升级"]  # the first text holds the same entries ("耐克") as before: cached
+    assert mixed.cache_hits == 1
+    deepl.reset()
+    again = service.translate(["全新升级"], "zh", "en", glossary={"满减": "discount"})
+    assert again.cache_hits == 1 and deepl.requests == []
 
 
 def test_thai_has_no_deepl_glossary_so_placeholders_are_used(deepl: DeepLWireServer) -> None:

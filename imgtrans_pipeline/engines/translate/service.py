@@ -270,11 +270,17 @@ class TranslationService:
                                 engine: str, model: str, glossary: Mapping[str, str] | None = None,
                                 ) -> tuple[dict[str, str], int]:
         """Translations for ``engine_texts`` from the cache or one engine call; also the number of cache hits.
-        ``glossary`` goes to an engine that applies it itself, and keys its cache entries."""
+
+        ``glossary`` goes to an engine that applies it itself. A text's cache entry is then keyed by the glossary
+        entries found in that text (none: the plain entry), so texts without a term share the cache whatever
+        glossary their request had."""
         unique = list(dict.fromkeys(engine_texts))
-        cache_model = f"{model}+glossary:{glossary_digest(glossary)}" if glossary else model
-        cached = (self.cache.get_many(engine, cache_model, source_lang, target_lang, unique)
-                  if self.cache is not None else {})
+        keys = {text: self._cache_model(model, text, glossary) for text in unique}
+        cached: dict[str, str] = {}
+        if self.cache is not None:
+            for key in dict.fromkeys(keys.values()):
+                group = [t for t in unique if keys[t] == key]
+                cached.update(self.cache.get_many(engine, key, source_lang, target_lang, group))
         hits = sum(1 for t in engine_texts if t in cached)
         missing = [t for t in unique if t not in cached]
         result = dict(cached)
@@ -288,9 +294,19 @@ class TranslationService:
             fresh = check_translations(missing, reply, engine)
             new = dict(zip(missing, fresh, strict=True))
             if self.cache is not None:
-                self.cache.put_many(engine, cache_model, source_lang, target_lang, new)
+                for key in dict.fromkeys(keys[t] for t in missing):
+                    self.cache.put_many(engine, key, source_lang, target_lang,
+                                        {t: v for t, v in new.items() if keys[t] == key})
             result.update(new)
         return result, hits
+
+    def _cache_model(self, model: str, text: str, glossary: Mapping[str, str] | None) -> str:
+        """The cache's model key for ``text``: ``model``, plus a digest of the glossary entries the text holds."""
+        if not glossary:
+            return model
+        folded = self._normalise(text)
+        relevant = {k: v for k, v in glossary.items() if self._normalise(k) in folded}
+        return f"{model}+glossary:{glossary_digest(relevant)}" if relevant else model
 
     def _fallback_glossary(self, items: list[_Item], source_lang: str, target_lang: str,
                            engine: str, model: str) -> None:
