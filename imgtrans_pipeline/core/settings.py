@@ -52,14 +52,45 @@ class TranslateSection(_Section):
     api_key: SecretStr | None = _env("IMGTRANS_TRANSLATE_API_KEY", None)
     gemini_api_key: SecretStr | None = _env("GEMINI_API_KEY", None)
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
+    # DeepL: the auth key (DEEPL_AUTH_KEY is what DeepL's own client libraries read); a key ending in ":fx" is a
+    # free-plan key and selects api-free.deepl.com unless IMGTRANS_TRANSLATE_BASE_URL says otherwise.
+    deepl_api_key: SecretStr | None = Field(None, validation_alias=AliasChoices("IMGTRANS_DEEPL_API_KEY",
+                                                                                "DEEPL_AUTH_KEY"))
+    deepl_english: Literal["EN-US", "EN-GB"] = _env("IMGTRANS_DEEPL_ENGLISH", "EN-US")  # DeepL's English variant
+    deepl_portuguese: Literal["PT-BR", "PT-PT"] = _env("IMGTRANS_DEEPL_PORTUGUESE", "PT-BR")
+    # Papago (NAVER Cloud): an application's Client ID and Client Secret.
+    papago_client_id: str = _env("IMGTRANS_PAPAGO_CLIENT_ID", "")
+    papago_client_secret: SecretStr | None = _env("IMGTRANS_PAPAGO_CLIENT_SECRET", None)
+    papago_honorific: bool = _env("IMGTRANS_PAPAGO_HONORIFIC", False)  # polite Korean (target ko only)
     cache: str | None = _env("IMGTRANS_TRANSLATION_CACHE", None)  # SQLite file; None = <artifacts>/translation-cache
     glossary_file: str = _env("IMGTRANS_GLOSSARY", "")  # JSON {term: translation} applied to every request
 
+    @field_validator("deepl_english", "deepl_portuguese", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
     def key_for(self, engine: str) -> str:
-        """The API key an engine should use ('' when none is configured)."""
+        """The API key an engine should use ('' when none is configured): the engine's own IMGTRANS_ variable,
+        else IMGTRANS_TRANSLATE_API_KEY, else the engine's conventional variable."""
+        own = {"deepl": self.deepl_api_key, "papago": self.papago_client_secret}.get(engine)
         conventional = {"gemini": self.gemini_api_key, "openai": self.openai_api_key}.get(engine)
-        secret = self.api_key or conventional
+        secret = own or self.api_key or conventional
         return secret.get_secret_value() if secret else ""
+
+    def engine_options(self, engine: str) -> dict[str, Any]:
+        """The credentials and engine-specific options an API engine is built with (never part of run config)."""
+        options: dict[str, Any] = {}
+        key = self.key_for(engine)
+        if key:
+            options["api_key"] = key
+        if engine == "deepl":
+            options.update(english_variant=self.deepl_english, portuguese_variant=self.deepl_portuguese)
+        elif engine == "papago":
+            options["honorific"] = self.papago_honorific
+            if self.papago_client_id:
+                options["client_id"] = self.papago_client_id
+        return options
 
 
 class InpaintSection(_Section):

@@ -16,6 +16,7 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
+from ..core.errors import EngineError
 from ..core.settings import (
     FetchSection,
     InpaintSection,
@@ -99,8 +100,8 @@ class TranslatorResource(ConfigurableResource):
 
     engine: str = default_of(TranslateSection, "engine")
     models_dir: str = "models"
-    model: str = ""  # API model name (gemini/openai); empty = engine default
-    base_url: str = ""  # API base URL (openai-compatible servers, or a Gemini proxy)
+    model: str = ""  # API model name (gemini/openai; DeepL's model_type); empty = engine default
+    base_url: str = ""  # API base URL (openai-compatible servers, a Gemini proxy, DeepL/Papago endpoints)
     cache_path: str = ""  # SQLite translation cache; empty = no cache
     glossary_file: str = ""  # JSON object {term: translation} applied to every request
 
@@ -113,9 +114,7 @@ class TranslatorResource(ConfigurableResource):
             options["model"] = self.model
         if self.base_url:
             options["base_url"] = self.base_url
-        key = get_settings().translate.key_for(engine)
-        if key:
-            options["api_key"] = key
+        options.update(get_settings().translate.engine_options(engine))
         return options
 
     def service(self) -> TranslationService:
@@ -134,8 +133,15 @@ class TranslatorResource(ConfigurableResource):
         return cached_engine(key, build)
 
     def variant(self) -> str:
-        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file."""
-        return f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file, and the
+        output options an API engine takes from the settings (DeepL's English variant, Papago's honorific)."""
+        base = f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        try:
+            options = get_settings().translate.engine_options(TRANSLATE_ENGINES.canonical(self.engine))
+        except EngineError:  # an unknown engine fails where it is built, with its own message
+            return base
+        output = ",".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in ("api_key", "client_id"))
+        return f"{base}|{output}" if output else base
 
 
 class InpaintResource(ConfigurableResource):

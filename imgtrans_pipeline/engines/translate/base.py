@@ -8,6 +8,9 @@ empty translation for a non-empty input is always caught, whichever engine produ
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
 from ...core.errors import TranslationError
@@ -17,9 +20,14 @@ from ...core.errors import TranslationError
 class Translator(Protocol):
     """A translation engine.
 
-    ``name`` is the engine family ("ctranslate2", "gemini", "openai"); ``model`` identifies the weights/model so
-    a cache never serves one model's output as another's. Engines that hold several models (one per language
-    pair) may also define ``model_for(source_lang, target_lang) -> str``; callers prefer it when present.
+    ``name`` is the engine family ("ctranslate2", "gemini", "openai", "deepl", "papago"); ``model`` identifies
+    the weights/model so a cache never serves one model's output as another's. Engines that hold several models
+    (one per language pair) may also define ``model_for(source_lang, target_lang) -> str``; callers prefer it
+    when present.
+
+    Engines that apply a glossary themselves (DeepL) also define ``glossary_supported(source_lang, target_lang)
+    -> bool`` and accept ``translate_batch(..., glossary={term: translation})``; for every other engine the
+    service swaps glossary terms for placeholders before the call and restores them after (see ``service``).
     """
 
     name: str
@@ -44,6 +52,18 @@ def model_id(translator: Translator, source_lang: str, target_lang: str) -> str:
     if callable(model_for):
         return str(model_for(source_lang, target_lang))
     return str(translator.model)
+
+
+def native_glossary(translator: Translator, source_lang: str, target_lang: str) -> bool:
+    """Whether ``translator`` applies a glossary itself for this pair (``glossary_supported`` says so)."""
+    supported = getattr(translator, "glossary_supported", None)
+    return bool(callable(supported) and supported(source_lang, target_lang))
+
+
+def glossary_digest(glossary: Mapping[str, str]) -> str:
+    """A short stable hash of a glossary's entries (order-independent), for cache keys and names."""
+    canonical = json.dumps(sorted(glossary.items()), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def check_translations(texts: list[str], translations: object, engine: str) -> list[str]:

@@ -8,7 +8,9 @@ Why this layer exists:
   placeholders (``[0]``, which OPUS-MT and LLMs both copy through) and substituted back after translation;
   a text that *is* a glossary term maps directly without an engine call. If the engine mangles a placeholder,
   the original text and the term are translated plainly and the term's translation is replaced in the output;
-  the glossary value's presence is verified and a miss is logged.
+  the glossary value's presence is verified and a miss is logged. Engines that apply glossaries themselves
+  (DeepL, see ``base.native_glossary``) get the original texts and the glossary instead; their cache entries are
+  keyed by the glossary too.
 - Blank texts and texts with nothing to translate (prices, numbers, Latin text in a CJK image, URLs: see
   ``core.keep``) pass through untouched: engines hallucinate on them (OPUS-MT turns "¥99" into "Zoom 99").
 - Every number of a source text must come back, with its unit (``numbers``): number words are put back in
@@ -33,7 +35,7 @@ from ...core.errors import InvalidRequest, UnsupportedLanguagePair
 from ...core.keep import keep_reason
 from ...core.languages import AUTO
 from ...core.types import TranslationResult
-from .base import Translator, check_translations, model_id
+from .base import Translator, check_translations, glossary_digest, model_id, native_glossary
 from .numbers import collapse_brand_echo, missing_numbers, protect_numbers, repair_numbers, restore_numbers
 
 logger = logging.getLogger(__name__)
@@ -164,7 +166,7 @@ class TranslationService:
         return unicodedata.normalize("NFKC", text).strip().casefold()
 
     def _prepare(self, text: str, source_lang: str, target_lang: str, lookup: Mapping[str, str],
-                 term_regex: re.Pattern[str] | None) -> _Item:
+                 term_regex: re.Pattern[str] | None, placeholders: bool = True) -> _Item:
         stripped = text.strip()
         item = _Item(stripped)
         if not stripped:
@@ -191,7 +193,7 @@ class TranslationService:
 
         replaced = term_regex.sub(swap, stripped)
         item.terms = terms
-        if terms and use_placeholders:
+        if terms and use_placeholders and placeholders:
             item.engine_text = replaced
         return item
 
@@ -230,15 +232,19 @@ class TranslationService:
             terms = sorted(merged, key=len, reverse=True)  # longest first so "耐克Air" beats "耐克"
             term_regex = re.compile("|".join(re.escape(t) for t in terms), re.IGNORECASE)
         lookup = {self._normalise(k): v for k, v in merged.items()}
-        items = [self._prepare(t, source_lang, target_lang, lookup, term_regex) for t in texts]
+        # An engine with its own glossaries gets the terms as they are, and the glossary with them.
+        native = bool(merged) and native_glossary(self.translator, source_lang, target_lang)
+        engine_glossary = merged if native else None
+        items = [self._prepare(t, source_lang, target_lang, lookup, term_regex, placeholders=not native)
+                 for t in texts]
 
         pending = [it for it in items if it.final is None]
         engine_out, hits = self._translate_engine_texts([it.engine_text for it in pending], source_lang,
-                                                        target_lang, engine, model)
+                                                        target_lang, engine, model, engine_glossary)
         mangled: list[_Item] = []
         for it in pending:
             raw = engine_out[it.engine_text]
-            if it.terms:
+            if it.terms and not native:
                 # Placeholders not used (the text already had "[n]"-like parts) count as mangled: post-replace.
                 restored = self._restore(raw, it) if it.engine_text != it.text else None
                 if restored is None:
@@ -249,7 +255,7 @@ class TranslationService:
                 it.final = raw
         if mangled:
             self._fallback_glossary(mangled, source_lang, target_lang, engine, model)
-        self._keep_numbers(pending, source_lang, target_lang, engine, model)
+        self._keep_numbers(pending, source_lang, target_lang, engine, model, engine_glossary)
         for it in items:
             for term, value in it.terms:
                 if value and value.casefold() not in (it.final or "").casefold():
@@ -261,22 +267,46 @@ class TranslationService:
                                  flags=flags)
 
     def _translate_engine_texts(self, engine_texts: list[str], source_lang: str, target_lang: str,
-                                engine: str, model: str) -> tuple[dict[str, str], int]:
-        """Translations for ``engine_texts`` from the cache or one engine call; also the number of cache hits."""
+                                engine: str, model: str, glossary: Mapping[str, str] | None = None,
+                                ) -> tuple[dict[str, str], int]:
+        """Translations for ``engine_texts`` from the cache or one engine call; also the number of cache hits.
+
+        ``glossary`` goes to an engine that applies it itself. A text's cache entry is then keyed by the glossary
+        entries found in that text (none: the plain entry), so texts without a term share the cache whatever
+        glossary their request had."""
         unique = list(dict.fromkeys(engine_texts))
-        cached = self.cache.get_many(engine, model, source_lang, target_lang, unique) if self.cache is not None else {}
+        keys = {text: self._cache_model(model, text, glossary) for text in unique}
+        cached: dict[str, str] = {}
+        if self.cache is not None:
+            for key in dict.fromkeys(keys.values()):
+                group = [t for t in unique if keys[t] == key]
+                cached.update(self.cache.get_many(engine, key, source_lang, target_lang, group))
         hits = sum(1 for t in engine_texts if t in cached)
         missing = [t for t in unique if t not in cached]
         result = dict(cached)
         if missing:
             logger.debug("%s/%s: translating %d text(s), %d cached", engine, model, len(missing), len(cached))
-            fresh = check_translations(missing, self.translator.translate_batch(missing, source_lang, target_lang),
-                                       engine)
+            if glossary:
+                reply = self.translator.translate_batch(missing, source_lang, target_lang,  # type: ignore[call-arg]
+                                                        glossary=glossary)
+            else:
+                reply = self.translator.translate_batch(missing, source_lang, target_lang)
+            fresh = check_translations(missing, reply, engine)
             new = dict(zip(missing, fresh, strict=True))
             if self.cache is not None:
-                self.cache.put_many(engine, model, source_lang, target_lang, new)
+                for key in dict.fromkeys(keys[t] for t in missing):
+                    self.cache.put_many(engine, key, source_lang, target_lang,
+                                        {t: v for t, v in new.items() if keys[t] == key})
             result.update(new)
         return result, hits
+
+    def _cache_model(self, model: str, text: str, glossary: Mapping[str, str] | None) -> str:
+        """The cache's model key for ``text``: ``model``, plus a digest of the glossary entries the text holds."""
+        if not glossary:
+            return model
+        folded = self._normalise(text)
+        relevant = {k: v for k, v in glossary.items() if self._normalise(k) in folded}
+        return f"{model}+glossary:{glossary_digest(relevant)}" if relevant else model
 
     def _fallback_glossary(self, items: list[_Item], source_lang: str, target_lang: str,
                            engine: str, model: str) -> None:
@@ -293,7 +323,8 @@ class TranslationService:
                     final = re.sub(re.escape(term_translation), lambda _m, v=value: v, final, flags=re.IGNORECASE)
             it.final = final
 
-    def _keep_numbers(self, items: list[_Item], source_lang: str, target_lang: str, engine: str, model: str) -> None:
+    def _keep_numbers(self, items: list[_Item], source_lang: str, target_lang: str, engine: str, model: str,
+                      glossary: Mapping[str, str] | None = None) -> None:
         """Make every number of each source come back (see ``numbers``): repair the text, else translate once more
         with the numbers protected by placeholders, else flag what is lost."""
         retry: list[tuple[_Item, str, list[str], int]] = []
@@ -308,7 +339,8 @@ class TranslationService:
         if not retry:
             return
         logger.info("%d translation(s) lost a number: translating again with the numbers protected", len(retry))
-        out, _ = self._translate_engine_texts([r[1] for r in retry], source_lang, target_lang, engine, model)
+        out, _ = self._translate_engine_texts([r[1] for r in retry], source_lang, target_lang, engine, model,
+                                              glossary)
         for it, protected, values, first in retry:
             candidate = restore_numbers(out[protected], values, first)
             if candidate is not None and first:
