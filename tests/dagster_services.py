@@ -106,6 +106,7 @@ def pipeline_settings(artifacts: Path, **changes: Any) -> Any:
     from imgtrans_pipeline.core.settings import get_settings
 
     defaults = {"artifacts": str(artifacts), "translate__cache": str(Path(artifacts) / "cache.sqlite"),
+                "translate__memory": str(Path(artifacts) / "memory.sqlite"),
                 "models_dir": PROJECT / "models", "render__fonts_dir": "", "fetch__allow_private_urls": True}
     return get_settings().replace(**{**defaults, **changes})
 

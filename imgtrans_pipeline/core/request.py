@@ -15,6 +15,7 @@ from .languages import AUTO, normalize_language
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUPPORTED_SCHEMES = {"http", "https", "file", "s3"}
 _OUTPUT_FORMATS = {"png", "jpeg", "webp"}
+_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class RequestOptions:
     jpeg_quality: int = 92
     force: bool = False
     glossary: dict[str, str] = field(default_factory=dict)
+    # A catalogue or shop id: selects that scope's glossary entries and translation memory (then the global ones).
+    glossary_scope: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +55,7 @@ def _parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise InvalidRequest("options", "must be an object")
-    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary"}
+    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "glossary_scope"}
     if unknown:
         raise InvalidRequest("options", f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = str(raw.get("output_format", "png")).lower()
@@ -71,7 +74,20 @@ def _parse_options(raw: Any) -> RequestOptions:
         isinstance(k, str) and k and isinstance(v, str) for k, v in glossary.items()
     ):
         raise InvalidRequest("options.glossary", "must map non-empty source terms to translation strings")
-    return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary))
+    scope = validate_scope(raw.get("glossary_scope") or "", field="options.glossary_scope")
+    return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary),
+                          glossary_scope=scope)
+
+
+def validate_scope(value: Any, *, field: str) -> str:
+    """A catalogue/shop scope id: '' (global) or 1-64 letters, digits, '.', '_', ':' or '-'."""
+    if not isinstance(value, str):
+        raise InvalidRequest(field, "must be a string")
+    value = value.strip()
+    if value and not _SCOPE.fullmatch(value):
+        raise InvalidRequest(field, f"{value!r} is not a scope id: 1-64 letters, digits, '.', '_', ':' or '-', "
+                             "starting with a letter or digit")
+    return value
 
 
 def validate_image_url(url: Any) -> str:
@@ -146,7 +162,7 @@ def parse_request(raw: Any) -> TranslationRequest:
 # --- conversions: the other shapes a request takes ---------------------------------------------------------------
 # A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
 # config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
-_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary")
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "glossary_scope")
 
 
 def to_config(request: TranslationRequest) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..engines.gpu import GpuMemoryGuard, runs_on_gpu
 from ..engines.inpaint.base import Inpainter
 from ..engines.render import TextRenderer
 from ..engines.translate import TranslationService
+from ..engines.translate.memory import TranslationMemory
 from ..storage.base import ArtifactStore
 
 
@@ -83,6 +84,14 @@ class Engines:
     @property
     def gpu_guard(self) -> GpuMemoryGuard | None:
         return self._get("gpu_guard")
+
+    def translation_memory(self) -> TranslationMemory | None:
+        """The translation service's memory (None without one, or when the service cannot be built here: the
+        translate stage reports that)."""
+        try:
+            return self.translation.memory
+        except Exception:
+            return None
 
     def render(self, *args: Any, **kwargs: Any) -> RenderedImage:
         return self.renderer.render(*args, **kwargs)
