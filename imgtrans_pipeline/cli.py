@@ -57,8 +57,9 @@ def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[
     """One input as a request in the run config's shape (validated by the download op)."""
     from .core.request import RequestOptions, TranslationRequest, to_config
 
+    options = RequestOptions(output_format=args.format, glossary_scope=getattr(args, "glossary_scope", None) or "")
     return to_config(TranslationRequest(request_id=request_id, image_url=input_ref, target_lang=args.to,
-                                        source_lang=args.source, options=RequestOptions(output_format=args.format)))
+                                        source_lang=args.source, options=options))
 
 
 def _read_meta(store: Any, request_id: str) -> dict[str, Any] | None:
@@ -146,6 +147,15 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if not inputs:
         print("imgtrans: no input images", file=sys.stderr)
         return 2
+    if args.glossary_scope:
+        from .core.errors import InvalidRequest
+        from .core.request import validate_scope
+
+        try:
+            validate_scope(args.glossary_scope, field="--glossary-scope")
+        except InvalidRequest as error:
+            print(f"imgtrans: {error}", file=sys.stderr)
+            return 2
     outcomes = translate_inputs(inputs, args)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
@@ -218,6 +228,89 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory() -> Any:
+    from .engines.translate.memory import TranslationMemory
+
+    path = get_settings().translate.memory
+    if not path:
+        raise SystemExit("imgtrans tm: the translation memory is off (IMGTRANS_TRANSLATION_MEMORY=off)")
+    return TranslationMemory(path)
+
+
+def _cmd_tm_export(args: argparse.Namespace) -> int:
+    """Write the translation memory as JSONL or CSV (``-``: standard output)."""
+    from .engines.translate.memory import format_of
+
+    memory = _memory()
+    fmt = format_of(args.file, args.format)
+    filters = {"source_lang": args.source, "target_lang": args.to, "scope": args.scope}
+    if args.file == "-":
+        count = memory.export_entries(sys.stdout, fmt, **filters)
+    else:
+        with open(args.file, "w", encoding="utf-8", newline="") as out:
+            count = memory.export_entries(out, fmt, **filters)
+        print(f"exported {count} entr{'y' if count == 1 else 'ies'} to {args.file} ({fmt}) from {memory.path}")
+    return 0
+
+
+def _cmd_tm_import(args: argparse.Namespace) -> int:
+    """Add or update entries from a JSONL or CSV file; bad rows are reported by line and not imported."""
+    from .engines.translate.memory import format_of
+
+    memory = _memory()
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")  # a BOM from spreadsheet CSV exports is fine
+        report = memory.import_entries(text, format_of(args.file, args.format), origin=args.origin,
+                                       dry_run=args.dry_run)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(f"imgtrans tm import: {args.file}: {error}; nothing imported", file=sys.stderr)
+        return 2
+    for error in report.errors:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    print(f"{args.file}: {report.summary()} ({memory.path})")
+    return 1 if report.errors else 0
+
+
+def _cmd_tm_add(args: argparse.Namespace) -> int:
+    memory = _memory()
+    try:
+        entry = memory.add(args.text, args.translation, args.source, args.to, scope=args.scope or "",
+                           origin=args.origin)
+    except ValueError as error:
+        print(f"imgtrans tm add: {error}", file=sys.stderr)
+        return 2
+    print(f"{entry.source} -> {entry.translation} ({entry.source_lang}->{entry.target_lang}, "
+          f"scope {entry.scope or 'global'})")
+    return 0
+
+
+def _add_tm_commands(sub: Any) -> None:
+    tm = sub.add_parser("tm", help="the translation memory: curated translations used before any engine")
+    tm_sub = tm.add_subparsers(dest="tm_command", required=True)
+    ex = tm_sub.add_parser("export", help="write every entry as JSONL or CSV (by the file name, or --format)")
+    ex.add_argument("file", help="output file (.jsonl or .csv), - for standard output")
+    ex.add_argument("--format", choices=["jsonl", "csv"])
+    ex.add_argument("--from", dest="source", help="only this source language")
+    ex.add_argument("--to", help="only this target language")
+    ex.add_argument("--scope", help="only this scope ('' = global entries)")
+    ex.set_defaults(func=_cmd_tm_export)
+    im = tm_sub.add_parser("import", help="add or update entries from JSONL or CSV; bad rows are reported")
+    im.add_argument("file", help="a file with source, translation, source_lang, target_lang[, scope, origin, "
+                    "created_at, updated_at]")
+    im.add_argument("--format", choices=["jsonl", "csv"])
+    im.add_argument("--origin", default="import", help="origin of rows that name none (default: import)")
+    im.add_argument("--dry-run", action="store_true", help="check and count only")
+    im.set_defaults(func=_cmd_tm_import)
+    ad = tm_sub.add_parser("add", help="add or replace one entry")
+    ad.add_argument("text", help="the source text (a whole text block)")
+    ad.add_argument("translation")
+    ad.add_argument("--from", dest="source", required=True, help="source language")
+    ad.add_argument("--to", required=True, help="target language")
+    ad.add_argument("--scope", default="", help="catalogue/shop id (default: global)")
+    ad.add_argument("--origin", default="api", help="who made it (default: api)")
+    ad.set_defaults(func=_cmd_tm_add)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgtrans", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -229,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", help="copy results here as <name>.<lang>.<ext>")
     tr.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="output format")
     tr.add_argument("--artifacts", help="artifact store (directory or s3://bucket/prefix); default ./artifacts")
+    tr.add_argument("--glossary-scope", help="catalogue/shop id: its glossary section and translation memory "
+                    "entries are used before the global ones")
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
     tr.add_argument("--json", action="store_true", help="print one JSON object per input")
     tr.set_defaults(func=_cmd_translate)
@@ -241,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     rq.add_argument("--id", dest="ids", action="append", help="only this request id (repeatable)")
     rq.add_argument("--limit", type=int, help="at most this many")
     rq.set_defaults(func=_cmd_requeue)
+    _add_tm_commands(sub)
     add_status_commands(sub)  # status, metrics-server
     add_serve_command(sub)
     args = parser.parse_args(argv)

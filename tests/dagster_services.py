@@ -88,6 +88,7 @@ def pipeline_env(tmp: Path) -> dict[str, str]:
     return {
         "IMGTRANS_ARTIFACTS": str(tmp / "artifacts"),
         "IMGTRANS_TRANSLATION_CACHE": str(tmp / "artifacts" / "translation-cache.sqlite"),
+        "IMGTRANS_TRANSLATION_MEMORY": str(tmp / "artifacts" / "translation-memory.sqlite"),
         "IMGTRANS_MODELS_DIR": str(PROJECT / "models"),
         "IMGTRANS_FONTS_DIR": str(tmp / "no-extra-fonts"),  # system Noto CJK only, like a fresh machine
     }
