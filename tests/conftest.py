@@ -1,16 +1,16 @@
-"""Test session set-up. Engines are expensive to load, so each is loaded once per session in tests/fixtures/."""
+"""Test session set-up. Engines are expensive to load, so each is loaded once per session in tests/support/fixtures/."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.servers import S3Server, moto_s3_server
+from tests.support.servers import S3Server, moto_s3_server
 
 pytest_plugins = [
-    "tests.fixtures.ocr",
-    "tests.fixtures.translate",
-    "tests.fixtures.imaging",
-    "tests.redis_server",
+    "tests.support.fixtures.ocr",
+    "tests.support.fixtures.translate",
+    "tests.support.fixtures.imaging",
+    "tests.support.redis_server",
 ]
 
 
