@@ -29,9 +29,9 @@ from imgtrans_pipeline.names import TRANSLATE_JOB, run_config
 from imgtrans_pipeline.orchestration.definitions import build_resources
 from imgtrans_pipeline.orchestration.jobs import translate_images
 from imgtrans_pipeline.orchestration.resources import TranslatorResource
-from tests.dagster_services import pipeline_settings
-from tests.imagegen import text_image
-from tests.servers import serve_aiohttp
+from tests.support.dagster_services import pipeline_settings
+from tests.support.imagegen import text_image
+from tests.support.servers import serve_aiohttp
 
 KEY = "test-deepl-key:fx"
 LANGS = {"ZH", "EN", "JA", "KO", "FR", "DE", "ES", "IT", "PT", "RU", "ID", "VI", "TH"}

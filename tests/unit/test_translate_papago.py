@@ -15,7 +15,7 @@ from imgtrans_pipeline.core.errors import EngineError, TranslationError, Unsuppo
 from imgtrans_pipeline.core.settings import get_settings
 from imgtrans_pipeline.engines.translate import PapagoTranslator, TranslationCache, TranslationService
 from imgtrans_pipeline.orchestration.resources import TranslatorResource
-from tests.servers import serve_aiohttp
+from tests.support.servers import serve_aiohttp
 
 CLIENT_ID = "test-client-id"
 SECRET = "test-client-secret"
