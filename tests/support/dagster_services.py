@@ -31,6 +31,8 @@ import pytest
 log = logging.getLogger(__name__)
 
 PROJECT = Path(__file__).resolve().parents[2]
+# A worktree without its own models/ can point at another checkout's (make puts them into models/).
+MODELS = Path(os.environ.get("IMGTRANS_MODELS_DIR") or PROJECT / "models")
 BIN = Path(sys.executable).parent
 TEST_ARTIFACTS = PROJECT / "test-artifacts"  # screenshots and service logs worth keeping after a run
 JOB = "translate_images"
@@ -88,7 +90,7 @@ def pipeline_env(tmp: Path) -> dict[str, str]:
     return {
         "IMGTRANS_ARTIFACTS": str(tmp / "artifacts"),
         "IMGTRANS_TRANSLATION_CACHE": str(tmp / "artifacts" / "translation-cache.sqlite"),
-        "IMGTRANS_MODELS_DIR": str(PROJECT / "models"),
+        "IMGTRANS_MODELS_DIR": str(MODELS),
         "IMGTRANS_FONTS_DIR": str(tmp / "no-extra-fonts"),  # system Noto CJK only, like a fresh machine
     }
 
@@ -101,12 +103,12 @@ def run_config(*requests: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_settings(artifacts: Path, **changes: Any) -> Any:
-    """The process's settings with a test's artifacts and translation cache in ``artifacts``, the checkout's
-    models, the system fonts only, and loopback URLs allowed (test servers); ``changes`` as ``Settings.replace``."""
+    """The process's settings with a test's artifacts and translation cache in ``artifacts``, ``MODELS``, the
+    system fonts only, and loopback URLs allowed (test servers); ``changes`` as ``Settings.replace``."""
     from imgtrans_pipeline.core.settings import get_settings
 
     defaults = {"artifacts": str(artifacts), "translate__cache": str(Path(artifacts) / "cache.sqlite"),
-                "models_dir": PROJECT / "models", "render__fonts_dir": "", "fetch__allow_private_urls": True}
+                "models_dir": MODELS, "render__fonts_dir": "", "fetch__allow_private_urls": True}
     return get_settings().replace(**{**defaults, **changes})
 
 
