@@ -54,6 +54,8 @@ class TranslateSection(_Section):
     openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", None)
     cache: str | None = _env("IMGTRANS_TRANSLATION_CACHE", None)  # SQLite file; None = <artifacts>/translation-cache
     glossary_file: str = _env("IMGTRANS_GLOSSARY", "")  # JSON {term: translation} applied to every request
+    # LLM engines (gemini, openai) see the image (downscaled JPEG) with its text; off for text-only models.
+    send_image: bool = _env("IMGTRANS_TRANSLATE_SEND_IMAGE", True)
 
     def key_for(self, engine: str) -> str:
         """The API key an engine should use ('' when none is configured)."""
