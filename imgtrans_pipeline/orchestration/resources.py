@@ -103,12 +103,15 @@ class TranslatorResource(ConfigurableResource):
     base_url: str = ""  # API base URL (openai-compatible servers, or a Gemini proxy)
     cache_path: str = ""  # SQLite translation cache; empty = no cache
     glossary_file: str = ""  # JSON object {term: translation} applied to every request
+    send_image: bool = default_of(TranslateSection, "send_image")  # LLM engines see the image (off: text only)
 
     def _options(self) -> dict[str, Any]:
         engine = TRANSLATE_ENGINES.canonical(self.engine)
         if engine == "ctranslate2":
             return {"models_dir": self.models_dir}
         options: dict[str, Any] = {}
+        if engine in ("gemini", "openai"):
+            options["send_image"] = self.send_image
         if self.model:
             options["model"] = self.model
         if self.base_url:
@@ -134,8 +137,10 @@ class TranslatorResource(ConfigurableResource):
         return cached_engine(key, build)
 
     def variant(self) -> str:
-        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file."""
-        return f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file (and the
+        image left out of LLM calls)."""
+        variant = f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        return variant if self.send_image else f"{variant}|no-image"
 
 
 class InpaintResource(ConfigurableResource):
