@@ -33,6 +33,7 @@ from imgtrans_pipeline.engines.translate.page import (
     check_page_reply,
     classify_role,
     length_budget,
+    region_width,
 )
 from imgtrans_pipeline.names import TRANSLATE_JOB, run_config
 from imgtrans_pipeline.orchestration.definitions import build_resources
@@ -65,6 +66,16 @@ def test_length_budget_counts_lines_and_characters_at_a_readable_size() -> None:
     # Degenerate boxes still allow a character.
     assert length_budget(5, 5, 40, 1.0) == 1
     assert length_budget(0, 50, 40, 1.0) == 1
+
+
+def test_region_grows_into_the_room_beside_the_block_as_its_alignment_allows() -> None:
+    box, page_w, size = (100, 0, 200, 40), 1000, 32  # margin 0.35 em = 11.2 px, gap 0.3 em = 9.6 px
+    assert region_width(box, "left", [], page_w, size) == 200  # capped at twice the box
+    assert region_width(box, "left", [(260, 10, 400, 30)], page_w, size) == pytest.approx(150.4)  # text beside it
+    assert region_width(box, "left", [(260, 100, 400, 130)], page_w, size) == 200  # text on other rows: no limit
+    assert region_width((800, 0, 900, 40), "right", [(0, 0, 700, 40)], page_w, size) == pytest.approx(190.4)
+    assert region_width((890, 0, 990, 40), "left", [], page_w, size) == 100  # no room to the right: the box
+    assert region_width((450, 0, 550, 40), "center", [(0, 0, 420, 40)], page_w, size) == pytest.approx(140.8)
 
 
 def test_average_advance_comes_from_the_target_font() -> None:
@@ -107,7 +118,8 @@ def test_page_text_of_a_product_card() -> None:
     assert [b.id for b in page.blocks] == ["b1", "b2", "b3", "b4", "b5"]
     assert [b.role for b in page.blocks] == ["headline", "price", "body", "body", "badge"]
     assert page.blocks[0].size_px == 80.0 and page.blocks[0].box == (40, 40, 760, 140)
-    assert page.blocks[0].budget == length_budget(720, 100, 80, 0.75)
+    # Left-aligned, the headline may reach the page margin (0.35 em): 800 - 28 - 40 = 732 px wide.
+    assert page.blocks[0].budget == length_budget(732, 100, 80, 0.75)
     assert all(b.budget >= 1 for b in page.blocks)
     assert page.do_not_translate == ("NIMBUS",)
     assert page.context == CONTEXT and "위안" in page.conventions

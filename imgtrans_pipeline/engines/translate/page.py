@@ -6,10 +6,12 @@ is a price or a badge, how much room each has, what the product is. This module 
 - **role** (``classify_role``): a price when the text holds a currency sign or a number with a price/discount unit;
   a headline when its font is clearly larger than the page's other text; a badge when it is short and sits on a
   coloured patch or is smaller than the page's usual text (a tag); body text otherwise.
-- **length budget** (``length_budget``): how many target-language characters fit the block's box at a readable
+- **length budget** (``length_budget``): how many target-language characters fit the block's region at a readable
   size: the source size, shrunk at most to ``READABLE_SHRINK`` of it (never below ``MIN_READABLE_PX``), with the
   target font's average advance (``engines.render.measure.average_advance_em``) and the renderer's line spacing.
-  The renderer may still grow a block into free space; the budget is what fits without that.
+  The region (``region_width``) is the block's box widened, the way its alignment lets the renderer widen it,
+  into the room beside it up to the next text or the page margin (the renderer's gaps), at most ``MAX_GROWTH``
+  times: a translation into a wider script (zh -> en) needs that room, and the renderer uses it.
 
 ``check_page_reply`` validates a reply keyed by block id. Hard errors (a missing, unknown or repeated id, an empty
 translation, letters of the source script left) make the reply unusable; soft ones (over budget beyond
@@ -34,12 +36,14 @@ from ...core.languages import CHARACTER_WRAPPED, CJK_LANGUAGES, LANGUAGES
 from ...core.types import TextBlock
 from ..render.layout import LINE_SPACING
 from ..render.measure import POLYGON_EM_RATIO, polygon_line_height
+from ..render.placement import EDGE_MARGIN_RATIO, GAP_RATIO
 from .base import PageBlock, PageText
 
 MAX_IMAGE_SIDE = 1024  # px: enough for a model to see the layout, small enough to keep a request cheap
 JPEG_QUALITY = 85
 READABLE_SHRINK = 0.75  # a translation may be drawn this much smaller than its source ...
 MIN_READABLE_PX = 12.0  # ... but not below this (a source smaller than this keeps its size)
+MAX_GROWTH = 2.0  # a block's region reaches at most this many times its width into free room beside it
 WORD_WRAP_FILL = 0.85  # lines wrapped at word boundaries are this full on average
 BUDGET_SLACK = 0.1  # a translation this much over its budget still counts as within it (models count roughly)
 HEADLINE_RATIO = 1.35  # font size over the page's median text size that makes a headline
@@ -100,6 +104,32 @@ def length_budget(box_w: float, box_h: float, size_px: float, advance_em: float,
     return max(1, int(lines * math.floor(per_line + 1e-9)))
 
 
+def region_width(box: Sequence[float], alignment: str, others: Sequence[Sequence[float]], page_w: float,
+                 size_px: float) -> float:
+    """The width a block can use: its box grown into the free room on its rows (beside it, up to other text less
+    the renderer's gap, or the page edge less its margin), to the right for left-aligned text, to the left for
+    right-aligned, evenly for centred; never narrower than the box, never over ``MAX_GROWTH`` times it."""
+    x0, y0, x1, y1 = box
+    width = x1 - x0
+    left, right = EDGE_MARGIN_RATIO * size_px, page_w - EDGE_MARGIN_RATIO * size_px
+    gap = GAP_RATIO * size_px
+    for ox0, oy0, ox1, oy1 in others:
+        if oy1 <= y0 or oy0 >= y1:  # not on the block's rows
+            continue
+        if ox1 <= x0:
+            left = max(left, ox1 + gap)
+        elif ox0 >= x1:
+            right = min(right, ox0 - gap)
+    if alignment == "right":
+        room = x1 - left
+    elif alignment == "center":
+        centre = (x0 + x1) / 2
+        room = 2 * min(centre - left, right - centre)
+    else:
+        room = right - x0
+    return float(min(max(width, room), MAX_GROWTH * width))
+
+
 def is_price(text: str) -> bool:
     return bool(_PRICE.search(text))
 
@@ -155,7 +185,8 @@ def build_page_text(blocks: Sequence[TextBlock], pixels: np.ndarray | None, sour
                     *, advance_em: float, kept_blocks: Sequence[TextBlock] = (),
                     context: Mapping[str, str] | None = None, glossary: Mapping[str, str] | None = None,
                     send_image: bool = True, page_size: tuple[int, int] | None = None) -> PageText:
-    """The ``PageText`` of one image: block ``i`` gets id ``b{i+1}``, role, size, box and length budget."""
+    """The ``PageText`` of one image: block ``i`` gets id ``b{i+1}``, role, size, box and the length budget of
+    its region."""
     if pixels is not None:
         page_h, page_w = pixels.shape[:2]
     else:
@@ -169,14 +200,17 @@ def build_page_text(blocks: Sequence[TextBlock], pixels: np.ndarray | None, sour
                    if pixels is not None and pixels.ndim == 3 else None)
     lone = len(all_sizes) == 1
     out: list[PageBlock] = []
+    boxes = [b.bbox for b in blocks] + [b.bbox for b in kept_blocks]
     for index, (block, size) in enumerate(zip(blocks, sizes, strict=True)):
         x0, y0, x1, y1 = block.bbox
+        others = boxes[:index] + boxes[index + 1:]
+        width = region_width(block.bbox, block.alignment, others, page_w, size) if page_w else x1 - x0
         patch = page_colour is not None and pixels is not None and on_coloured_patch(pixels, block.bbox, page_colour)
         role = classify_role(block.text, size, median, page_w, page_h, dense_source=dense,
                              on_container=patch, lone=lone)
         out.append(PageBlock(id=f"b{index + 1}", text=block.text, role=role, size_px=round(size, 1),
                              box=(int(x0), int(y0), math.ceil(x1), math.ceil(y1)),
-                             budget=length_budget(x1 - x0, y1 - y0, size, advance_em, word_wrapped=word_wrapped)))
+                             budget=length_budget(width, y1 - y0, size, advance_em, word_wrapped=word_wrapped)))
     terms = [k for k, v in (glossary or {}).items() if k.strip() and k.strip() == v.strip()]
     terms += [b.text.strip() for b in kept_blocks if b.keep_reason in _DO_NOT_TRANSLATE_REASONS and b.text.strip()]
     image = encode_page_image(pixels) if send_image and pixels is not None else None
