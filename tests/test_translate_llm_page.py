@@ -89,7 +89,8 @@ def test_roles_from_size_content_and_shape() -> None:
     page = {"page_w": 750, "page_h": 1000, "dense_source": True}
     assert classify_role("到手价¥99", 30, 30, **page) == "price"
     assert classify_role("满300减50", 30, 30, **page) == "price"
-    assert classify_role("全新升级 品质之选", 60, 30, **page) == "headline"
+    assert classify_role("全新升级 品质之选", 60, 30, page_max_px=80, **page) == "headline"
+    assert classify_role("6纹顺", 15, 11, page_max_px=49, **page) == "body"  # large only next to small print
     assert classify_role("包邮", 24, 30, **page) == "badge"
     assert classify_role("新品", 30, 30, on_container=True, **page) == "badge"
     assert classify_role("天然材质", 30, 30, **page) == "body"  # short, but neither on a patch nor small print

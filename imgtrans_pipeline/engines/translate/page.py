@@ -4,8 +4,8 @@ An LLM translates captions in an image better when it sees what a designer sees:
 is a price or a badge, how much room each has, what the product is. This module derives that from the layout:
 
 - **role** (``classify_role``): a price when the text holds a currency sign or a number with a price/discount unit;
-  a headline when its font is clearly larger than the page's other text; a badge when it is short and sits on a
-  coloured patch or is smaller than the page's usual text (a tag); body text otherwise.
+  a headline when its font is clearly larger than most of the page's text and near its largest; a badge when it
+  is short and sits on a coloured patch or is smaller than the page's usual text (a tag); body text otherwise.
 - **length budget** (``length_budget``): how many target-language characters fit the block's region at a readable
   size: the source size, shrunk at most to ``READABLE_SHRINK`` of it (never below ``MIN_READABLE_PX``), with the
   target font's average advance (``engines.render.measure.average_advance_em``) and the renderer's line spacing.
@@ -46,7 +46,8 @@ MIN_READABLE_PX = 12.0  # ... but not below this (a source smaller than this kee
 MAX_GROWTH = 2.0  # a block's region reaches at most this many times its width into free room beside it
 WORD_WRAP_FILL = 0.85  # lines wrapped at word boundaries are this full on average
 BUDGET_SLACK = 0.1  # a translation this much over its budget still counts as within it (models count roughly)
-HEADLINE_RATIO = 1.35  # font size over the page's median text size that makes a headline
+HEADLINE_RATIO = 1.35  # font size over the page's median text size that makes a headline ...
+HEADLINE_OF_LARGEST = 0.6  # ... when it is also this close to the page's largest (small print must not count)
 LONE_HEADLINE_SHARE = 0.06  # a page's only block is a headline at this share of the page's shorter side
 BADGE_MAX_CHARS = {True: 6, False: 16}  # by dense (CJK) source: a badge is a word or two
 CONTAINER_DELTA = 60.0  # RGB distance between a block's ground and the page's that makes a coloured patch
@@ -135,14 +136,15 @@ def is_price(text: str) -> bool:
 
 
 def classify_role(text: str, size_px: float, page_median_px: float, page_w: int, page_h: int, *,
-                  dense_source: bool, on_container: bool = False, lone: bool = False) -> str:
+                  dense_source: bool, on_container: bool = False, lone: bool = False,
+                  page_max_px: float = 0.0) -> str:
     """headline / price / badge / body for one block (see the module docstring)."""
     if is_price(text):
         return "price"
     if lone:
         if size_px >= LONE_HEADLINE_SHARE * max(1, min(page_w, page_h)):
             return "headline"
-    elif page_median_px > 0 and size_px >= HEADLINE_RATIO * page_median_px:
+    elif page_median_px > 0 and size_px >= max(HEADLINE_RATIO * page_median_px, HEADLINE_OF_LARGEST * page_max_px):
         return "headline"
     compact = "".join(text.split())
     short = len(compact if dense_source else text.strip()) <= BADGE_MAX_CHARS[dense_source]
@@ -207,7 +209,7 @@ def build_page_text(blocks: Sequence[TextBlock], pixels: np.ndarray | None, sour
         width = region_width(block.bbox, block.alignment, others, page_w, size) if page_w else x1 - x0
         patch = page_colour is not None and pixels is not None and on_coloured_patch(pixels, block.bbox, page_colour)
         role = classify_role(block.text, size, median, page_w, page_h, dense_source=dense,
-                             on_container=patch, lone=lone)
+                             on_container=patch, lone=lone, page_max_px=max(all_sizes))
         out.append(PageBlock(id=f"b{index + 1}", text=block.text, role=role, size_px=round(size, 1),
                              box=(int(x0), int(y0), math.ceil(x1), math.ceil(y1)),
                              budget=length_budget(width, y1 - y0, size, advance_em, word_wrapped=word_wrapped)))
