@@ -55,10 +55,12 @@ class Outcome:
 
 def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[str, Any]:
     """One input as a request in the run config's shape (validated by the download op)."""
-    from .core.request import RequestOptions, TranslationRequest, to_config
+    from .core.request import RequestOptions, TranslationRequest, parse_context, to_config
 
     return to_config(TranslationRequest(request_id=request_id, image_url=input_ref, target_lang=args.to,
-                                        source_lang=args.source, options=RequestOptions(output_format=args.format)))
+                                        source_lang=args.source,
+                                        options=RequestOptions(output_format=args.format,
+                                                               context=parse_context(getattr(args, "context", None)))))
 
 
 def _read_meta(store: Any, request_id: str) -> dict[str, Any] | None:
@@ -146,6 +148,14 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if not inputs:
         print("imgtrans: no input images", file=sys.stderr)
         return 2
+    from .core.errors import InvalidRequest
+    from .core.request import parse_context
+
+    try:
+        parse_context(args.context)
+    except InvalidRequest as error:
+        print(f"imgtrans: --context: {error}", file=sys.stderr)
+        return 2
     outcomes = translate_inputs(inputs, args)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
@@ -229,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", help="copy results here as <name>.<lang>.<ext>")
     tr.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="output format")
     tr.add_argument("--artifacts", help="artifact store (directory or s3://bucket/prefix); default ./artifacts")
+    tr.add_argument("--context", help="what the images show (product title, category, brand...): free text "
+                    "LLM translation engines use to choose their words")
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
     tr.add_argument("--json", action="store_true", help="print one JSON object per input")
     tr.set_defaults(func=_cmd_translate)

@@ -15,6 +15,9 @@ from .languages import AUTO, normalize_language
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUPPORTED_SCHEMES = {"http", "https", "file", "s3"}
 _OUTPUT_FORMATS = {"png", "jpeg", "webp"}
+# What a request may say about the product its image shows; LLM engines pass it on to the model.
+CONTEXT_KEYS = ("title", "category", "brand", "text")
+MAX_CONTEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class RequestOptions:
     jpeg_quality: int = 92
     force: bool = False
     glossary: dict[str, str] = field(default_factory=dict)
+    # Product title, category, brand and free text ("text"): a plain string given by a caller becomes {"text": ...}.
+    context: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,7 +57,7 @@ def _parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise InvalidRequest("options", "must be an object")
-    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary"}
+    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context"}
     if unknown:
         raise InvalidRequest("options", f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = str(raw.get("output_format", "png")).lower()
@@ -71,7 +76,35 @@ def _parse_options(raw: Any) -> RequestOptions:
         isinstance(k, str) and k and isinstance(v, str) for k, v in glossary.items()
     ):
         raise InvalidRequest("options.glossary", "must map non-empty source terms to translation strings")
-    return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary))
+    return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary),
+                          context=parse_context(raw.get("context")))
+
+
+def parse_context(raw: Any) -> dict[str, str]:
+    """``options.context`` as a dict of the known keys: a string is free text; empty values are dropped."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        raw = {"text": raw}
+    if not isinstance(raw, dict):
+        raise InvalidRequest("options.context", "must be a string or an object with "
+                             f"{', '.join(CONTEXT_KEYS)}")
+    unknown = set(raw) - set(CONTEXT_KEYS)
+    if unknown:
+        raise InvalidRequest("options.context", f"unknown key(s): {', '.join(sorted(map(str, unknown)))} "
+                             f"(known: {', '.join(CONTEXT_KEYS)})")
+    context: dict[str, str] = {}
+    for key in CONTEXT_KEYS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(f"options.context.{key}", "must be a string")
+        if value.strip():
+            context[key] = value.strip()
+    if sum(len(v) for v in context.values()) > MAX_CONTEXT_CHARS:
+        raise InvalidRequest("options.context", f"is longer than {MAX_CONTEXT_CHARS} characters")
+    return context
 
 
 def validate_image_url(url: Any) -> str:
@@ -146,7 +179,7 @@ def parse_request(raw: Any) -> TranslationRequest:
 # --- conversions: the other shapes a request takes ---------------------------------------------------------------
 # A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
 # config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
-_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary")
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context")
 
 
 def to_config(request: TranslationRequest) -> dict[str, Any]:

@@ -64,6 +64,8 @@ class TranslateSection(_Section):
     papago_honorific: bool = _env("IMGTRANS_PAPAGO_HONORIFIC", False)  # polite Korean (target ko only)
     cache: str | None = _env("IMGTRANS_TRANSLATION_CACHE", None)  # SQLite file; None = <artifacts>/translation-cache
     glossary_file: str = _env("IMGTRANS_GLOSSARY", "")  # JSON {term: translation} applied to every request
+    # LLM engines (gemini, openai) see the image (downscaled JPEG) with its text; off for text-only models.
+    send_image: bool = _env("IMGTRANS_TRANSLATE_SEND_IMAGE", True)
 
     @field_validator("deepl_english", "deepl_portuguese", mode="before")
     @classmethod
