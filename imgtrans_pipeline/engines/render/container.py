@@ -3,8 +3,8 @@
 A designer sets a button label inside its button and lets a caption use its whole label bar, never more. The
 container is read from the source image (the erased one may have smeared it): the ground colour is sampled in the
 OCR box's padding around the ink, and the region of that colour connected to the text (the text itself counted in)
-is grown within a window a few line heights around the box. It is a container only when it is bounded inside the
-window (a plain page runs on past it), compact (a bar or a rounded shape, not a ragged patch of a photo) and closed
+is grown within a band a few line heights above and below the box. It is a container only when it is bounded inside
+that band (a plain page runs on past it), compact (a bar or a rounded shape, not a ragged patch of a photo) and closed
 by a visible edge all round (another colour or an outline, not a soft gradient). The region's pixels, minus an
 inner padding, are where the block may draw; holes in it larger than noise (an icon, a price tag, other text) stay
 out.
@@ -23,9 +23,6 @@ BLUR_PX = 5  # median window against JPEG noise and fine texture (water, fabric)
 MIN_TOLERANCE = 24.0  # RGB distance from the ground colour that still counts as the same ground ...
 MAX_TOLERANCE = 48.0  # ... at most, when the ground is a little textured (spread x SPREAD_FACTOR)
 SPREAD_FACTOR = 3.0
-WINDOW_X = 1.0  # the window reaches this many box widths ...
-WINDOW_X_LINES = 4.0  # ... or line heights (whichever is more) left and right of the box ...
-WINDOW_Y_LINES = 2.0  # ... and this many line heights above and below
 GRADIENT_REACH = 2.5  # ground may drift this many tolerances from the sampled colour along a smooth gradient ...
 SMOOTH_STEP = 40.0  # ... where neighbours differ by less than this (Sobel |gx| + |gy|, largest channel)
 MIN_EDGE_SHARE = 0.7  # share of the region's rim that must sit on a clear step (an edge, an outline)
@@ -34,8 +31,7 @@ MIN_SOLIDITY = 0.75  # region area / its bounding box (a pill is ~0.8, a bar ~1.
 MAX_PERIMETER_RATIO = 1.35  # outer contour length / bounding box perimeter
 MAX_HEIGHT_LINES = 4.0  # taller than this many line heights: a panel, not a bar around this text
 NOISE_HOLE_EM = 0.3  # holes smaller than this (em, both sides) are noise in the ground, not an obstacle
-PAD_EM = 0.2  # inner padding between the container's edge and the text, in em of the source text ...
-PAD_HEIGHT_RATIO = 0.12  # ... and at least this share of the container's height
+PAD_EM = 0.2  # inner padding between the container's edge and the text, in em of the source text
 TIGHT_PAD_PX = 1  # padding when the text fits the container no other way (before it would spill out of it)
 
 
@@ -88,10 +84,11 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
     if blurred is None:
         blurred = cv2.medianBlur(np.ascontiguousarray(image[:, :, :3]), BLUR_PX)
     line = max(bh, em)
-    mx = round(max(WINDOW_X * bw, WINDOW_X_LINES * line))
-    my = round(WINDOW_Y_LINES * line)
-    wx0, wy0 = max(0, x0 - mx), max(0, y0 - my)
-    wx1, wy1 = min(width, x1 + mx), min(height, y1 + my)
+    # A bar may run far beyond its caption, so the window spans the page's width; a container is at most
+    # MAX_HEIGHT_LINES tall, so ground running past that many lines above or below is open page.
+    my = round(MAX_HEIGHT_LINES * line)
+    wx0, wy0 = 0, max(0, y0 - my)
+    wx1, wy1 = width, min(height, y1 + my)
     win = blurred[wy0:wy1, wx0:wx1].astype(np.float32)
     core = _core(src, em)
     cx0, cy0, cx1, cy1 = core[0] - wx0, core[1] - wy0, core[2] - wx0, core[3] - wy0
@@ -127,6 +124,9 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
         return None
     if ry1 - ry0 > MAX_HEIGHT_LINES * line:
         return None
+    # ... but bounded by its own edges on both sides of at least one axis: plain ground filling the page is none.
+    if (wx0 + rx0 == 0 and wx0 + rx1 == width) and (wy0 + ry0 == 0 and wy0 + ry1 == height):
+        return None
     filled = _fill_holes(region)
     box_area = (rx1 - rx0) * (ry1 - ry0)
     if filled.sum() < MIN_SOLIDITY * box_area:
@@ -138,7 +138,7 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
     # Closed by an edge: the pixels just outside are clearly another colour (image edges count as closed).
     rim = cv2.dilate(filled.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~filled
     edge = cv2.dilate(step, np.ones((5, 5), np.uint8)) >= EDGE_STEP
-    if rim.any() and edge[rim].mean() < MIN_EDGE_SHARE:
+    if not rim.any() or edge[rim].mean() < MIN_EDGE_SHARE:
         return None
 
     # Noise holes (specks of texture) are ground; larger holes (icons, other text) stay out.
@@ -150,7 +150,7 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
         small = (stats[:, cv2.CC_STAT_WIDTH] < noise) & (stats[:, cv2.CC_STAT_HEIGHT] < noise)
         small[0] = False
         allowed |= small[hl]
-    pad = max(2, round(PAD_EM * em), round(PAD_HEIGHT_RATIO * (ry1 - ry0)))
+    pad = max(2, round(PAD_EM * em))
     ground = allowed.astype(np.uint8)
     areas = []
     for p in (pad, TIGHT_PAD_PX):
