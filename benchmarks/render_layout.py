@@ -9,7 +9,8 @@ CTranslate2 zh->en model, ``build_mask`` + ``OpenCvInpainter``, then ``TextRende
 ``--sheets DIR`` writes source | result side by side as PNG (outside the repository: the images are third-party);
 ``--cache DIR`` keeps each image's OCR, translation and erased image (pickles) so reruns measure the render alone;
 ``--by-style`` renders with ``TextRenderer(sizes_by_style=True)``, ``--no-containers`` with
-``TextRenderer(containers=False)`` (text in bars and pills laid out by the free-space rules alone).
+``TextRenderer(containers=False)`` (text in bars and pills laid out by the free-space rules alone),
+``--container-own-size`` with ``TextRenderer(container_own_size=True)``.
 The script exits cleanly (status 0, a note on stderr) when the dataset or the translation model is missing.
 """
 
@@ -66,6 +67,8 @@ def main() -> int:
     parser.add_argument("--sheets", type=Path, help="write source|result PNGs here")
     parser.add_argument("--by-style", action="store_true", help="TextRenderer(sizes_by_style=True)")
     parser.add_argument("--no-containers", action="store_true", help="TextRenderer(containers=False)")
+    parser.add_argument("--container-own-size", action="store_true",
+                        help="TextRenderer(container_own_size=True)")
     parser.add_argument("--cache", type=Path, help="keep OCR/translation/erased pieces here between runs")
     parser.add_argument("--models-dir", default=None, help="translation models (default: the pipeline's)")
     args = parser.parse_args()
@@ -106,7 +109,8 @@ def main() -> int:
             print(f"no zh->en translation model: {exc}", file=sys.stderr)
             return 0
     inpainter = OpenCvInpainter()
-    renderer = TextRenderer(sizes_by_style=args.by_style, containers=not args.no_containers)
+    renderer = TextRenderer(sizes_by_style=args.by_style, containers=not args.no_containers,
+                            container_own_size=args.container_own_size)
     if args.sheets:
         args.sheets.mkdir(parents=True, exist_ok=True)
 

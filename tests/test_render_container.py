@@ -211,3 +211,24 @@ def test_open_ground_and_gradients_are_no_container() -> None:
     found = find_container(bar, src_box, 20.0)
     assert found is not None and found.box == (150, 70, 350, 130) and found.centered_x and found.centered_y
     assert found.holds((160, 80, 340, 120)) and not found.holds((140, 80, 340, 120))
+
+
+def test_container_own_size_keeps_body_copy_size() -> None:
+    """A small button whose long translation must shrink: by default its size caps the smaller body copy (rank order
+    kept); with ``container_own_size`` the body copy keeps its size and only the button text shrinks."""
+    width, height = 640, 260
+    pill = (40, 170, 200, 214)
+    page = Page(width, height, (246, 244, 240))
+    page.text("夏季新款透气上衣", 20, (40, 40, 40), at=(40, 40))
+    page.pill(pill, (20, 20, 20))
+    page.text("立即购买", 24, (255, 255, 255), center=((pill[0] + pill[2]) // 2, (pill[1] + pill[3]) // 2))
+    translations = ["New breathable summer top", "Buy it right now while stocks last"]
+    _, _, ranked, _ = page.render(translations)
+    _, _, own, _ = page.render(translations, container_own_size=True)
+    body, button = (next(b for b in ranked["blocks"] if b["index"] == i) for i in (0, 1))
+    assert button["in_container"] and button["font_px"] < 20
+    assert body["font_px"] <= button["font_px"]  # rank order: the smaller source is not drawn larger
+    body_own, button_own = (next(b for b in own["blocks"] if b["index"] == i) for i in (0, 1))
+    assert button_own["in_container"] and button_own["font_px"] == button["font_px"]
+    assert body_own["font_px"] >= 19 > button_own["font_px"]
+    assert ranked["container_blocks"] == own["container_blocks"] == 1

@@ -251,7 +251,8 @@ class PagePlanner:
     """Plans where and how large every block of one page is drawn (see the module docstring)."""
 
     def __init__(self, specs: Sequence[BlockSpec], layout_fn: LayoutFn, pad_fn: PadFn, space: FreeSpace, *,
-                 kept: Sequence[Box] = (), min_px: int = 10, by_style: bool = False) -> None:
+                 kept: Sequence[Box] = (), min_px: int = 10, by_style: bool = False,
+                 container_own_size: bool = False) -> None:
         self.specs = {s.index: s for s in specs}
         self.layout_fn = layout_fn
         self.pad_fn = pad_fn
@@ -259,6 +260,9 @@ class PagePlanner:
         self.kept = list(kept)
         self.min_px = min_px
         self.by_style = by_style
+        # Text in a container (a button, a badge) shrinks to fit it on its own instead of setting the size of its
+        # class and of every smaller one: the page's hierarchy is kept among the other blocks.
+        self._own = {s.index for s in specs if container_own_size and s.container is not None and s.fixed_px is None}
         self.width, self.height = space.width, space.height
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
@@ -490,7 +494,8 @@ class PagePlanner:
         placements: dict[int, Placement] = {}
         for attempt in range(3):
             group_px = self._group_sizes(groups, fits)
-            sizes = {i: group_px[group_of[i]] for i in group_of}
+            sizes = {i: group_px[group_of[i]] if i not in self._own else min(group_px[group_of[i]], fits[i])
+                     for i in group_of}
             sizes.update({s.index: int(s.fixed_px) for s in self.specs.values() if s.fixed_px is not None})
             placements, demoted = self._place_all(order, sizes, allow_demote=attempt == 2)
             if not demoted:
@@ -515,12 +520,14 @@ class PagePlanner:
                     cap = class_min if cap is None else min(cap, class_min)
                 current, class_min = size_class, None
             target = round(float(np.median([self.specs[i].target_px for i in members])))
-            size = min([target, *(fits[i] for i in members)])
+            bound = [i for i in members if i not in self._own]
+            size = min([target, *(fits[i] for i in bound or members)])
             if cap is not None:
                 size = min(size, cap)
             size = max(self.min_px, size)
             sizes.append(size)
-            class_min = size if class_min is None else min(class_min, size)
+            if bound:  # a group of container text alone does not cap smaller classes
+                class_min = size if class_min is None else min(class_min, size)
         return sizes
 
     def _place_all(self, order: list[int], sizes: dict[int, int],

@@ -160,13 +160,17 @@ class TextRenderer:
         keep_weight: bool = True,
         sizes_by_style: bool = False,
         containers: bool = True,
+        container_own_size: bool = False,
     ) -> None:
         """``min_font_px``: never draw smaller. ``min_contrast``: WCAG ratio of fill to the new background below
         which an outline is added (``stroke_ratio`` em wide). ``size_scale``: aim at this multiple of the source
         size. ``keep_weight``: draw bold source text bold (False = the FontSet's weight for everything).
         ``sizes_by_style``: blocks share a rendered size when they share source size, weight and colour, so one
         cramped coloured label does not shrink body copy of the same size (default: source size alone).
-        ``containers``: text sitting in a bar, pill, badge or band is laid out inside it (``container``)."""
+        ``containers``: text sitting in a bar, pill, badge or band is laid out inside it (``container``).
+        ``container_own_size``: such text shrinks to fit its container on its own, without lowering the size of its
+        size class and of smaller ones (a small button label may then be drawn smaller than body copy that had a
+        smaller source size)."""
         self.fonts = fonts or FontSet(fonts_dir, bold=bold)
         self.min_font_px = max(1, int(min_font_px))
         self.line_spacing = line_spacing
@@ -176,6 +180,7 @@ class TextRenderer:
         self.keep_weight = keep_weight
         self.sizes_by_style = sizes_by_style
         self.containers = containers
+        self.container_own_size = container_own_size
 
     def version(self) -> str:
         # The suffix names the layout generation: results drawn by an older layout are not reused.
@@ -408,7 +413,7 @@ class TextRenderer:
                                    bold=item.weight != "regular", fill=item.source_fill,
                                    container=item.container))
         plan = PagePlanner(specs, layout_fn, pad_fn, space, kept=kept, min_px=self.min_font_px,
-                           by_style=self.sizes_by_style).plan()
+                           by_style=self.sizes_by_style, container_own_size=self.container_own_size).plan()
         changed = False
         for item in work:
             placement = plan.placements.get(item.index)
