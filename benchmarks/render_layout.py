@@ -8,7 +8,9 @@ pipeline's own pieces: RapidOCR + ``run_ocr``, the stage's split into translated
 CTranslate2 zh->en model, ``build_mask`` + ``OpenCvInpainter``, then ``TextRenderer.render(..., obstacles=kept)``.
 ``--sheets DIR`` writes source | result side by side as PNG (outside the repository: the images are third-party);
 ``--cache DIR`` keeps each image's OCR, translation and erased image (pickles) so reruns measure the render alone;
-``--by-style`` renders with ``TextRenderer(sizes_by_style=True)``.
+``--by-style`` renders with ``TextRenderer(sizes_by_style=True)``, ``--no-containers`` with
+``TextRenderer(containers=False)`` (text in bars and pills laid out by the free-space rules alone),
+``--container-own-size`` with ``TextRenderer(container_own_size=True)``.
 The script exits cleanly (status 0, a note on stderr) when the dataset or the translation model is missing.
 """
 
@@ -64,6 +66,9 @@ def main() -> int:
     parser.add_argument("--images", help="comma-separated name prefixes (default: all zh images)")
     parser.add_argument("--sheets", type=Path, help="write source|result PNGs here")
     parser.add_argument("--by-style", action="store_true", help="TextRenderer(sizes_by_style=True)")
+    parser.add_argument("--no-containers", action="store_true", help="TextRenderer(containers=False)")
+    parser.add_argument("--container-own-size", action="store_true",
+                        help="TextRenderer(container_own_size=True)")
     parser.add_argument("--cache", type=Path, help="keep OCR/translation/erased pieces here between runs")
     parser.add_argument("--models-dir", default=None, help="translation models (default: the pipeline's)")
     args = parser.parse_args()
@@ -104,16 +109,17 @@ def main() -> int:
             print(f"no zh->en translation model: {exc}", file=sys.stderr)
             return 0
     inpainter = OpenCvInpainter()
-    renderer = TextRenderer(sizes_by_style=args.by_style)
+    renderer = TextRenderer(sizes_by_style=args.by_style, containers=not args.no_containers,
+                            container_own_size=args.container_own_size)
     if args.sheets:
         args.sheets.mkdir(parents=True, exist_ok=True)
 
     totals = {"blocks": 0, "overlaps": 0, "outside": 0, "overflow": 0, "min_font": 0, "mixed": 0, "classes": 0,
-              "inversions": 0}
+              "inversions": 0, "containers": 0}
     ratios: list[float] = []
     rhos: list[float] = []
     print(f"{'image':34s} {'blocks':>6s} {'ovl':>4s} {'out':>4s} {'ovf':>4s} {'min':>4s} {'size':>5s} {'rho':>5s} "
-          f"{'mixed':>6s} {'cpu_s':>6s}")
+          f"{'mixed':>6s} {'ctr':>4s} {'cpu_s':>6s}")
     for name in names:
         cached = args.cache / f"{name}.pkl" if args.cache else None
         if cached is not None and cached.is_file():
@@ -156,13 +162,14 @@ def main() -> int:
             rhos.append(rho)
         for key, value in (("blocks", len(drawn)), ("overlaps", layout["overlaps"]), ("outside", layout["outside"]),
                            ("overflow", layout["overflow_blocks"]), ("min_font", layout["min_font_blocks"]),
-                           ("mixed", mixed), ("classes", len(classes)), ("inversions", inversions)):
+                           ("mixed", mixed), ("classes", len(classes)), ("inversions", inversions),
+                           ("containers", layout.get("container_blocks", 0))):
             totals[key] += value
         median = statistics.median(page_ratios) if page_ratios else float("nan")
         rho_txt = f"{rho:5.2f}" if rho is not None else "    -"
         print(f"{name[:34]:34s} {len(drawn):6d} {layout['overlaps']:4d} {layout['outside']:4d} "
               f"{layout['overflow_blocks']:4d} {layout['min_font_blocks']:4d} {median:5.2f} {rho_txt} "
-              f"{mixed:>3d}/{len(classes):<2d} {cpu:6.2f}", flush=True)
+              f"{mixed:>3d}/{len(classes):<2d} {layout.get('container_blocks', 0):4d} {cpu:6.2f}", flush=True)
         if args.sheets:
             gap = np.full((pixels.shape[0], 8, 3), 255, np.uint8)
             sheet = np.concatenate([pixels, gap, out.pixels], axis=1)
@@ -174,7 +181,8 @@ def main() -> int:
           f"rendered/source size median {statistics.median(ratios):.2f} (quartiles "
           f"{np.quantile(ratios, 0.25):.2f}-{np.quantile(ratios, 0.75):.2f}); size rank correlation per page "
           f"mean {statistics.mean(rhos):.2f} (min {min(rhos):.2f}, {len(rhos)} pages); size classes with mixed "
-          f"rendered sizes {totals['mixed']}/{totals['classes']}; order inversions {totals['inversions']}")
+          f"rendered sizes {totals['mixed']}/{totals['classes']}; order inversions {totals['inversions']}; laid out in "
+          f"a container (bar, pill, badge) {totals['containers']}")
     return 0
 
 
