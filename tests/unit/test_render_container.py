@@ -214,8 +214,9 @@ def test_open_ground_and_gradients_are_no_container() -> None:
 
 
 def test_container_own_size_keeps_body_copy_size() -> None:
-    """A small button whose long translation must shrink: by default its size caps the smaller body copy (rank order
-    kept); with ``container_own_size`` the body copy keeps its size and only the button text shrinks."""
+    """A small button whose long translation must shrink: with the strict order its size caps the smaller body copy
+    (rank order kept); by default (``container_own_size``) the body copy keeps its size and only the button text
+    shrinks."""
     width, height = 640, 260
     pill = (40, 170, 200, 214)
     page = Page(width, height, (246, 244, 240))
@@ -223,8 +224,8 @@ def test_container_own_size_keeps_body_copy_size() -> None:
     page.pill(pill, (20, 20, 20))
     page.text("立即购买", 24, (255, 255, 255), center=((pill[0] + pill[2]) // 2, (pill[1] + pill[3]) // 2))
     translations = ["New breathable summer top", "Buy it right now while stocks last"]
-    _, _, ranked, _ = page.render(translations)
-    _, _, own, _ = page.render(translations, container_own_size=True)
+    _, _, ranked, _ = page.render(translations, container_own_size=False)
+    _, _, own, _ = page.render(translations)
     body, button = (next(b for b in ranked["blocks"] if b["index"] == i) for i in (0, 1))
     assert button["in_container"] and button["font_px"] < 20
     assert body["font_px"] <= button["font_px"]  # rank order: the smaller source is not drawn larger

@@ -170,9 +170,10 @@ def test_a_squeezed_headline_never_ends_up_smaller_than_the_body(renderer: TextR
 
 
 def test_style_groups_keep_a_cramped_label_from_shrinking_body_copy() -> None:
-    """Body copy and a red label in a tight frame share a source size. By default they share the rendered size
-    too (the label pulls the body down); with ``sizes_by_style`` the label's different colour makes it its own
-    style, and the body keeps its size."""
+    """Body copy and a red label in a tight frame share a source size. With the strict page-wide order they share
+    the rendered size too (the label pulls the body down); with ``sizes_by_style`` the label's different colour
+    makes it its own style, and by default the label sits in a container (the frame) and shrinks on its own: the
+    body keeps its size either way."""
     ground = np.full((420, 800, 3), PAPER, np.uint8)
     ground[250:330, 500:640] = (60, 60, 70)  # a dark frame with room for a short label only
     ground[256:324, 506:634] = PAPER
@@ -182,14 +183,16 @@ def test_style_groups_keep_a_cramped_label_from_shrinking_body_copy() -> None:
         [Line("红色款", 528, 276, 28, color=(200, 30, 30))],
     ], ground=ground)
     translations = ["Soft fabric that is kind to the skin", "A slim cut that flatters", "Red version in stock"]
-    shared = TextRenderer().render(erased, original, blocks, translations, "en")
+    shared = TextRenderer(container_own_size=False).render(erased, original, blocks, translations, "en")
     styled = TextRenderer(sizes_by_style=True).render(erased, original, blocks, translations, "en")
+    default = TextRenderer().render(erased, original, blocks, translations, "en")
     sizes = {name: {b["index"]: b["font_px"] for b in out.extra["layout"]["blocks"]}
-             for name, out in (("shared", shared), ("styled", styled))}
+             for name, out in (("shared", shared), ("styled", styled), ("default", default))}
     assert len(set(sizes["shared"].values())) == 1 and sizes["shared"][2] < 0.8 * 28
-    assert sizes["styled"][0] == sizes["styled"][1] >= 0.9 * 28
-    assert sizes["styled"][2] == sizes["shared"][2]
-    for out in (shared, styled):
+    for name in ("styled", "default"):
+        assert sizes[name][0] == sizes[name][1] >= 0.9 * 28
+        assert sizes[name][2] == sizes["shared"][2]
+    for out in (shared, styled, default):
         label = next(b for b in out.extra["layout"]["blocks"] if b["index"] == 2)
         assert _inside(label["box"], (506, 256, 634, 324))  # the frame's edges are graphics: no growth over them
 

@@ -252,7 +252,7 @@ class PagePlanner:
 
     def __init__(self, specs: Sequence[BlockSpec], layout_fn: LayoutFn, pad_fn: PadFn, space: FreeSpace, *,
                  kept: Sequence[Box] = (), min_px: int = 10, by_style: bool = False,
-                 container_own_size: bool = False) -> None:
+                 container_own_size: bool = True) -> None:
         self.specs = {s.index: s for s in specs}
         self.layout_fn = layout_fn
         self.pad_fn = pad_fn

@@ -160,7 +160,7 @@ class TextRenderer:
         keep_weight: bool = True,
         sizes_by_style: bool = False,
         containers: bool = True,
-        container_own_size: bool = False,
+        container_own_size: bool = True,
     ) -> None:
         """``min_font_px``: never draw smaller. ``min_contrast``: WCAG ratio of fill to the new background below
         which an outline is added (``stroke_ratio`` em wide). ``size_scale``: aim at this multiple of the source
@@ -169,8 +169,9 @@ class TextRenderer:
         cramped coloured label does not shrink body copy of the same size (default: source size alone).
         ``containers``: text sitting in a bar, pill, badge or band is laid out inside it (``container``).
         ``container_own_size``: such text shrinks to fit its container on its own, without lowering the size of its
-        size class and of smaller ones (a small button label may then be drawn smaller than body copy that had a
-        smaller source size)."""
+        size class and of smaller ones: a designer sizes a button label by its button, and one cramped pill must
+        not shrink the page's body copy (the label may then be drawn smaller than body copy with a smaller source
+        size; False keeps the strict page-wide order)."""
         self.fonts = fonts or FontSet(fonts_dir, bold=bold)
         self.min_font_px = max(1, int(min_font_px))
         self.line_spacing = line_spacing
@@ -184,7 +185,7 @@ class TextRenderer:
 
     def version(self) -> str:
         # The suffix names the layout generation: results drawn by an older layout are not reused.
-        return f"pillow-{PIL.__version__}+layout3"
+        return f"pillow-{PIL.__version__}+layout4"
 
     # -- public API ---------------------------------------------------------------------------------------------
 
