@@ -26,7 +26,7 @@ from typing import Any
 from benchmarks.inproc import read_meta, request_dict
 from benchmarks.procmon import TreeMonitor, system_busy_s
 from benchmarks.workload import WorkloadImage
-from tests.dagster_services import _stop, free_port, patched_environ  # the tests' helpers, reused
+from tests.support.dagster_services import _stop, free_port, patched_environ  # the tests' helpers, reused
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -7,7 +7,7 @@ Two sets of images with line truth:
 
 * ``real``: the Korean images (``ko*``) of ``../shared/datasets/real-product-images/`` (read by path, skipped when
   the folder is absent) with their ``truth.json`` lines;
-* ``generated``: seeded Korean pages drawn with Noto Sans CJK KR (``tests/korean_pages.py``): paragraphs, small
+* ``generated``: seeded Korean pages drawn with Noto Sans CJK KR (``tests/support/korean_pages.py``): paragraphs, small
   ingredient print, spec tables, banners, a tall detail page; the truth is every drawn line.
 
 For each image, ``plain`` is the text of ``tesseract IMG - -l kor+eng`` (the tool's defaults: page layout analysis,
@@ -68,7 +68,7 @@ def real_samples(folder: Path) -> list[Sample]:
 
 
 def generated_samples(seed: int) -> list[Sample]:
-    from tests.korean_pages import benchmark_set, fonts_available
+    from tests.support.korean_pages import benchmark_set, fonts_available
 
     if not fonts_available():
         print("generated set skipped: Noto Sans CJK not installed", file=sys.stderr)

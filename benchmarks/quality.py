@@ -263,7 +263,8 @@ def _drawn_blocks(extra: dict[str, Any]) -> list[dict[str, Any]]:
         if not box:
             continue
         out.append({"index": int(block.get("index", i)), "box": [float(v) for v in box],
-                    "font_px": block.get("font_px"), "source_px": block.get("source_px")})
+                    "font_px": block.get("font_px"), "source_px": block.get("source_px"),
+                    "in_container": bool(block.get("in_container"))})
     return out
 
 
@@ -311,9 +312,11 @@ def font_sizes(extra: dict[str, Any], ocr: Any, truth_lines: list[dict[str, Any]
             source, how = source_font_px(source_block), "ocr"
         if isinstance(source, int | float) and source > 0:
             pairs.append({"index": block["index"], "rendered_px": float(rendered), "source_px": float(source),
-                          "source_from": how})
+                          "source_from": how, "in_container": block["in_container"]})
     ratios = [p["rendered_px"] / p["source_px"] for p in pairs]
-    rho = spearman([p["source_px"] for p in pairs], [p["rendered_px"] for p in pairs])
+    # The page-wide size order holds for text outside containers: a label in a pill is sized by its pill.
+    free = [p for p in pairs if not p["in_container"]]
+    rho = spearman([p["source_px"] for p in free], [p["rendered_px"] for p in free])
     return {"pairs": pairs, "median_ratio": statistics.median(ratios) if ratios else None, "spearman": rho}
 
 
@@ -539,7 +542,7 @@ def print_table(summaries: dict[str, dict[str, Any]], throughput: dict[str, Any]
     both("drawn blocks: overlapping pairs / outside", lambda s: f"{s['overlaps']} / {s['outside']}")
     both("drawn blocks: overflow / at min font", lambda s: f"{s['overflow']} / {s['min_font']} of {s['drawn_blocks']}")
     both("font px rendered/source (median)", lambda s: _f(s["font_ratio_median"]))
-    both("font size Spearman per page (median, pages)",
+    both("font size Spearman per page, free text (median, n)",
          lambda s: f"{_f(s['font_spearman_median'])} ({s['font_spearman_pages']})")
     rows.append(("brand/price/URL lines kept", _pct(*syn["keep"]) + " identical" if syn.get("images") else "-",
                  _pct(*real["keep"]) + " read" if real.get("images") else "-"))

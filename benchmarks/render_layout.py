@@ -8,7 +8,12 @@ pipeline's own pieces: RapidOCR + ``run_ocr``, the stage's split into translated
 CTranslate2 zh->en model, ``build_mask`` + ``OpenCvInpainter``, then ``TextRenderer.render(..., obstacles=kept)``.
 ``--sheets DIR`` writes source | result side by side as PNG (outside the repository: the images are third-party);
 ``--cache DIR`` keeps each image's OCR, translation and erased image (pickles) so reruns measure the render alone;
-``--by-style`` renders with ``TextRenderer(sizes_by_style=True)``.
+``--by-style`` renders with ``TextRenderer(sizes_by_style=True)``, ``--no-containers`` with
+``TextRenderer(containers=False)`` (text in bars and pills laid out by the free-space rules alone),
+``--strict-order`` with ``TextRenderer(container_own_size=False)`` (a label shrunk into its pill lowers its size
+class and every smaller one). Size classes, order inversions and rank correlation are counted over the text
+outside containers (labels in bars, pills and badges are sized by their container); ``inv ctr`` counts the
+inversions that involve a container label.
 The script exits cleanly (status 0, a note on stderr) when the dataset or the translation model is missing.
 """
 
@@ -64,6 +69,9 @@ def main() -> int:
     parser.add_argument("--images", help="comma-separated name prefixes (default: all zh images)")
     parser.add_argument("--sheets", type=Path, help="write source|result PNGs here")
     parser.add_argument("--by-style", action="store_true", help="TextRenderer(sizes_by_style=True)")
+    parser.add_argument("--no-containers", action="store_true", help="TextRenderer(containers=False)")
+    parser.add_argument("--strict-order", action="store_true",
+                        help="TextRenderer(container_own_size=False)")
     parser.add_argument("--cache", type=Path, help="keep OCR/translation/erased pieces here between runs")
     parser.add_argument("--models-dir", default=None, help="translation models (default: the pipeline's)")
     args = parser.parse_args()
@@ -104,16 +112,17 @@ def main() -> int:
             print(f"no zh->en translation model: {exc}", file=sys.stderr)
             return 0
     inpainter = OpenCvInpainter()
-    renderer = TextRenderer(sizes_by_style=args.by_style)
+    renderer = TextRenderer(sizes_by_style=args.by_style, containers=not args.no_containers,
+                            container_own_size=not args.strict_order)
     if args.sheets:
         args.sheets.mkdir(parents=True, exist_ok=True)
 
     totals = {"blocks": 0, "overlaps": 0, "outside": 0, "overflow": 0, "min_font": 0, "mixed": 0, "classes": 0,
-              "inversions": 0}
+              "inversions": 0, "containers": 0, "container_inversions": 0}
     ratios: list[float] = []
     rhos: list[float] = []
     print(f"{'image':34s} {'blocks':>6s} {'ovl':>4s} {'out':>4s} {'ovf':>4s} {'min':>4s} {'size':>5s} {'rho':>5s} "
-          f"{'mixed':>6s} {'cpu_s':>6s}")
+          f"{'mixed':>6s} {'ctr':>4s} {'cpu_s':>6s}")
     for name in names:
         cached = args.cache / f"{name}.pkl" if args.cache else None
         if cached is not None and cached.is_file():
@@ -143,26 +152,31 @@ def main() -> int:
         cpu = time.process_time() - start
         layout = out.extra["layout"]
         drawn = layout["blocks"]
-        source = {b["index"]: b["source_px"] for b in drawn}
+        every = {b["index"]: b["source_px"] for b in drawn}
         rendered = {b["index"]: b["font_px"] for b in drawn}
+        in_container = {b["index"] for b in drawn if b.get("in_container")}
+        source = {i: px for i, px in every.items() if i not in in_container}
         classes = [c for c in size_classes(source) if len(c) > 1]
         mixed = sum(1 for c in classes if len({rendered[i] for i in c}) > 1)
-        inversions = sum(1 for a in source for b in source
-                         if source[a] > source[b] * SAME_SIZE_RATIO and rendered[a] < rendered[b])
+        inverted = [(a, b) for a in every for b in every
+                    if every[a] > every[b] * SAME_SIZE_RATIO and rendered[a] < rendered[b]]
+        inversions = sum(1 for a, b in inverted if a not in in_container and b not in in_container)
+        totals["container_inversions"] += len(inverted) - inversions
         rho = spearman([source[i] for i in source], [rendered[i] for i in source])
-        page_ratios = [rendered[i] / source[i] for i in source if source[i] > 0]
+        page_ratios = [rendered[i] / every[i] for i in every if every[i] > 0]
         ratios += page_ratios
         if rho is not None:
             rhos.append(rho)
         for key, value in (("blocks", len(drawn)), ("overlaps", layout["overlaps"]), ("outside", layout["outside"]),
                            ("overflow", layout["overflow_blocks"]), ("min_font", layout["min_font_blocks"]),
-                           ("mixed", mixed), ("classes", len(classes)), ("inversions", inversions)):
+                           ("mixed", mixed), ("classes", len(classes)), ("inversions", inversions),
+                           ("containers", layout.get("container_blocks", 0))):
             totals[key] += value
         median = statistics.median(page_ratios) if page_ratios else float("nan")
         rho_txt = f"{rho:5.2f}" if rho is not None else "    -"
         print(f"{name[:34]:34s} {len(drawn):6d} {layout['overlaps']:4d} {layout['outside']:4d} "
               f"{layout['overflow_blocks']:4d} {layout['min_font_blocks']:4d} {median:5.2f} {rho_txt} "
-              f"{mixed:>3d}/{len(classes):<2d} {cpu:6.2f}", flush=True)
+              f"{mixed:>3d}/{len(classes):<2d} {layout.get('container_blocks', 0):4d} {cpu:6.2f}", flush=True)
         if args.sheets:
             gap = np.full((pixels.shape[0], 8, 3), 255, np.uint8)
             sheet = np.concatenate([pixels, gap, out.pixels], axis=1)
@@ -174,7 +188,9 @@ def main() -> int:
           f"rendered/source size median {statistics.median(ratios):.2f} (quartiles "
           f"{np.quantile(ratios, 0.25):.2f}-{np.quantile(ratios, 0.75):.2f}); size rank correlation per page "
           f"mean {statistics.mean(rhos):.2f} (min {min(rhos):.2f}, {len(rhos)} pages); size classes with mixed "
-          f"rendered sizes {totals['mixed']}/{totals['classes']}; order inversions {totals['inversions']}")
+          f"rendered sizes {totals['mixed']}/{totals['classes']}; order inversions {totals['inversions']} "
+          f"(text outside containers; {totals['container_inversions']} more involve a container label); "
+          f"laid out in a container (bar, pill, badge) {totals['containers']}")
     return 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.imagegen import tall_image, text_image
+from tests.support.imagegen import tall_image, text_image
 
 logger = logging.getLogger(__name__)
 

@@ -55,9 +55,10 @@ class Outcome:
 
 def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[str, Any]:
     """One input as a request in the run config's shape (validated by the download op)."""
-    from .core.request import RequestOptions, TranslationRequest, to_config
+    from .core.request import RequestOptions, TranslationRequest, parse_context, to_config
 
-    options = RequestOptions(output_format=args.format, glossary_scope=getattr(args, "glossary_scope", None) or "")
+    options = RequestOptions(output_format=args.format, context=parse_context(getattr(args, "context", None)),
+                             glossary_scope=getattr(args, "glossary_scope", None) or "")
     return to_config(TranslationRequest(request_id=request_id, image_url=input_ref, target_lang=args.to,
                                         source_lang=args.source, options=options))
 
@@ -147,8 +148,15 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if not inputs:
         print("imgtrans: no input images", file=sys.stderr)
         return 2
+    from .core.errors import InvalidRequest
+    from .core.request import parse_context
+
+    try:
+        parse_context(args.context)
+    except InvalidRequest as error:
+        print(f"imgtrans: --context: {error}", file=sys.stderr)
+        return 2
     if args.glossary_scope:
-        from .core.errors import InvalidRequest
         from .core.request import validate_scope
 
         try:
@@ -324,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--artifacts", help="artifact store (directory or s3://bucket/prefix); default ./artifacts")
     tr.add_argument("--glossary-scope", help="catalogue/shop id: its glossary section and translation memory "
                     "entries are used before the global ones")
+    tr.add_argument("--context", help="what the images show (product title, category, brand...): free text "
+                    "LLM translation engines use to choose their words")
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
     tr.add_argument("--json", action="store_true", help="print one JSON object per input")
     tr.set_defaults(func=_cmd_translate)

@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.imagegen import font
+from tests.support.imagegen import font
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,17 +1,49 @@
-"""Test session set-up. Engines are expensive to load, so each is loaded once per session in tests/fixtures/."""
+"""Test session set-up, shared by every layer. Engines are expensive to load, so each is loaded once per session in
+tests/support/fixtures/.
+
+Tests live in one directory per layer, and each test gets that layer's marker (``pytest -m unit``):
+
+* ``unit/`` — plain Python: engines, core, pipeline stages, storage; no Dagster. In-process HTTP servers and the
+  moto S3 server (a child process from the venv) are fine.
+* ``dagster/`` — Dagster executed in-process: jobs, assets, schedules, definitions, the CLI, the web app.
+* ``system/`` — services outside the venv or long-lived processes: redis-server, PostgreSQL, dagster-daemon and
+  -webserver, Celery workers, Chromium.
+"""
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+
 import pytest
 
-from tests.servers import S3Server, moto_s3_server
+from tests.support.servers import S3Server, moto_s3_server
 
 pytest_plugins = [
-    "tests.fixtures.ocr",
-    "tests.fixtures.translate",
-    "tests.fixtures.imaging",
-    "tests.redis_server",
+    "tests.support.fixtures.ocr",
+    "tests.support.fixtures.translate",
+    "tests.support.fixtures.imaging",
+    "tests.support.redis_server",
 ]
+
+
+LAYERS = ("unit", "dagster", "system")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    outside: set[str] = set()
+    for item in items:
+        path = Path(item.path).resolve()
+        layer = path.relative_to(TESTS).parts[0] if path.is_relative_to(TESTS) else None
+        if layer in LAYERS:
+            item.add_marker(getattr(pytest.mark, layer))
+        else:
+            outside.add(str(path))
+    if outside:
+        # A test outside the layer directories would be left out of every `-m <layer>` run.
+        warnings.warn(pytest.PytestWarning(f"tests outside tests/{{{','.join(LAYERS)}}}/ have no layer marker: "
+                                           + ", ".join(sorted(outside))), stacklevel=1)
 
 
 @pytest.fixture(scope="session")

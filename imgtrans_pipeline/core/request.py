@@ -16,6 +16,9 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUPPORTED_SCHEMES = {"http", "https", "file", "s3"}
 _OUTPUT_FORMATS = {"png", "jpeg", "webp"}
 _SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+# What a request may say about the product its image shows; LLM engines pass it on to the model.
+CONTEXT_KEYS = ("title", "category", "brand", "text")
+MAX_CONTEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class RequestOptions:
     glossary: dict[str, str] = field(default_factory=dict)
     # A catalogue or shop id: selects that scope's glossary entries and translation memory (then the global ones).
     glossary_scope: str = ""
+    # Product title, category, brand and free text ("text"): a plain string given by a caller becomes {"text": ...}.
+    context: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +60,7 @@ def _parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise InvalidRequest("options", "must be an object")
-    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "glossary_scope"}
+    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope"}
     if unknown:
         raise InvalidRequest("options", f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = str(raw.get("output_format", "png")).lower()
@@ -76,7 +81,34 @@ def _parse_options(raw: Any) -> RequestOptions:
         raise InvalidRequest("options.glossary", "must map non-empty source terms to translation strings")
     scope = validate_scope(raw.get("glossary_scope") or "", field="options.glossary_scope")
     return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary),
-                          glossary_scope=scope)
+                          context=parse_context(raw.get("context")), glossary_scope=scope)
+
+
+def parse_context(raw: Any) -> dict[str, str]:
+    """``options.context`` as a dict of the known keys: a string is free text; empty values are dropped."""
+    if raw is None or raw == "":
+        return {}
+    if isinstance(raw, str):
+        raw = {"text": raw}
+    if not isinstance(raw, dict):
+        raise InvalidRequest("options.context", "must be a string or an object with "
+                             f"{', '.join(CONTEXT_KEYS)}")
+    unknown = set(raw) - set(CONTEXT_KEYS)
+    if unknown:
+        raise InvalidRequest("options.context", f"unknown key(s): {', '.join(sorted(map(str, unknown)))} "
+                             f"(known: {', '.join(CONTEXT_KEYS)})")
+    context: dict[str, str] = {}
+    for key in CONTEXT_KEYS:
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidRequest(f"options.context.{key}", "must be a string")
+        if value.strip():
+            context[key] = value.strip()
+    if sum(len(v) for v in context.values()) > MAX_CONTEXT_CHARS:
+        raise InvalidRequest("options.context", f"is longer than {MAX_CONTEXT_CHARS} characters")
+    return context
 
 
 def validate_scope(value: Any, *, field: str) -> str:
@@ -162,7 +194,7 @@ def parse_request(raw: Any) -> TranslationRequest:
 # --- conversions: the other shapes a request takes ---------------------------------------------------------------
 # A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
 # config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
-_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "glossary_scope")
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope")
 
 
 def to_config(request: TranslationRequest) -> dict[str, Any]:

@@ -68,6 +68,8 @@ class TranslateSection(_Section):
     # Translation memory (SQLite): curated whole-text translations used before any engine; "off" = none;
     # None = <artifacts>/translation-memory.sqlite beside the cache.
     memory: str | None = _env("IMGTRANS_TRANSLATION_MEMORY", None)
+    # LLM engines (gemini, openai) see the image (downscaled JPEG) with its text; off for text-only models.
+    send_image: bool = _env("IMGTRANS_TRANSLATE_SEND_IMAGE", True)
 
     @field_validator("deepl_english", "deepl_portuguese", mode="before")
     @classmethod

@@ -107,12 +107,15 @@ class TranslatorResource(ConfigurableResource):
     cache_path: str = ""  # SQLite translation cache; empty = no cache
     glossary_file: str = ""  # JSON {term: translation} for every request, or {"*": {...}, "<scope>": {...}}
     memory_path: str = ""  # SQLite translation memory (curated entries used before the engine); empty = none
+    send_image: bool = default_of(TranslateSection, "send_image")  # LLM engines see the image (off: text only)
 
     def _options(self) -> dict[str, Any]:
         engine = TRANSLATE_ENGINES.canonical(self.engine)
         if engine == "ctranslate2":
             return {"models_dir": self.models_dir}
         options: dict[str, Any] = {}
+        if engine in ("gemini", "openai"):
+            options["send_image"] = self.send_image
         if self.model:
             options["model"] = self.model
         if self.base_url:
@@ -142,15 +145,18 @@ class TranslatorResource(ConfigurableResource):
         return cached_engine(key, build)
 
     def variant(self) -> str:
-        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file, and the
-        output options an API engine takes from the settings (DeepL's English variant, Papago's honorific)."""
-        base = f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
+        """What about translation changes a result, for dedupe: engine, model, endpoint, glossary file, the
+        output options an API engine takes from the settings (DeepL's English variant, Papago's honorific), and
+        the image left out of LLM calls."""
+        variant = f"{self.engine}|{self.model}|{self.base_url}|{self.glossary_file}"
         try:
             options = get_settings().translate.engine_options(TRANSLATE_ENGINES.canonical(self.engine))
         except EngineError:  # an unknown engine fails where it is built, with its own message
-            return base
+            options = {}
         output = ",".join(f"{k}={v}" for k, v in sorted(options.items()) if k not in ("api_key", "client_id"))
-        return f"{base}|{output}" if output else base
+        if output:
+            variant = f"{variant}|{output}"
+        return variant if self.send_image else f"{variant}|no-image"
 
 
 class InpaintResource(ConfigurableResource):

@@ -42,11 +42,13 @@ def dedupe_key(item: WorkItem, variant: str) -> tuple[str, str]:
     """Where the index entry for this item's (image, languages, pipeline version, output variant) lives.
 
     ``variant`` covers what else changes the output: the translation engine/model (from the caller), and the
-    request's glossary and output options (added here).
+    request's glossary, context and output options (added here).
     """
     assert item.source is not None
     options = item.request.options
     key: list[object] = [variant, sorted(options.glossary.items()), options.output_format, options.jpeg_quality]
+    if options.context:  # appended only when given, so the index entries of earlier requests keep their keys
+        key.append(sorted(options.context.items()))
     if options.glossary_scope:  # appended only when given, so the index entries of earlier requests keep their keys
         key.append(f"scope:{options.glossary_scope}")
     digest = hashlib.sha256(json.dumps(key, ensure_ascii=False).encode()).hexdigest()[:16]

@@ -19,6 +19,8 @@ from ..core.logs import log_event
 from ..core.types import InpaintResult, TranslationResult
 from ..engines.inpaint.mask import build_mask
 from ..engines.render import encode_image
+from ..engines.render.measure import average_advance_em
+from ..engines.translate.page import build_page_text
 from ..names import (
     INPAINTED_PNG,
     MASK_PNG,
@@ -97,7 +99,8 @@ def ocr(engines: Engines, item: WorkItem) -> None:
 
 
 def translate(engines: Engines, item: WorkItem) -> None:
-    """Translate all of the image's text blocks in one batched call; ``translation.json``."""
+    """Translate all of the image's text blocks in one batched call (for LLM engines: one call with the image, the
+    blocks' roles and length budgets and the request context); ``translation.json``."""
     assert item.ocr is not None
     texts = [block.text for block in item.ocr.blocks]
     target = item.request.target_lang
@@ -105,9 +108,18 @@ def translate(engines: Engines, item: WorkItem) -> None:
         # No text found: nothing to translate, the result is the source image unchanged.
         result = TranslationResult([], [], item.source_lang or AUTO, target, engine="none", model="")
     else:
+        service = engines.translation
         options = item.request.options
-        result = engines.translation.translate(texts, item.source_lang, target, glossary=options.glossary or None,
-                                               scope=options.glossary_scope)
+        page = None
+        if service.page_aware:
+            # What an LLM engine needs to translate the page well: roles, sizes, budgets, the image, the context.
+            assert item.source is not None
+            page = build_page_text(item.ocr.blocks, item.source.pixels, item.source_lang, target,
+                                   advance_em=average_advance_em(getattr(engines.renderer, "fonts", None), target),
+                                   kept_blocks=item.ocr.kept_blocks, context=options.context,
+                                   glossary=options.glossary, send_image=service.wants_image)
+        result = service.translate(texts, item.source_lang, target, glossary=options.glossary or None, page=page,
+                                   scope=options.glossary_scope)
     item.translation = result
     item.engines["translate"] = f"{result.engine}:{result.model}" if result.model else result.engine
     item.artifacts[TRANSLATION_JSON] = put_json(engines.store, item.request_id, TRANSLATION_JSON, result.to_dict())

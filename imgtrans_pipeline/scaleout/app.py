@@ -7,7 +7,7 @@ rather than from a ``dagster_celery_config`` module, so launcher and workers can
 It adds what dagster-celery does not record: when a run a worker executed ends, it writes run tags saying which
 worker process ran it (``imgtrans/celery_worker``, ``imgtrans/celery_worker_pid``) and how many engines that run
 had to load into the process-wide engine cache (``imgtrans/engines_loaded``; 0 means the worker was already warm),
-plus an engine event in the run's log. That is how an operator (and ``tests/test_scaleout.py``) sees that runs
+plus an engine event in the run's log. That is how an operator (and ``tests/system/test_scaleout.py``) sees that runs
 spread over the workers and that a warm worker does not load its models again.
 
 ``IMGTRANS_CELERY_PRELOAD=1`` loads the default engines when a worker process starts, so even a worker's first

@@ -325,3 +325,33 @@ def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, i
             continue  # bigger than the line's own polygon: display lettering (3D, extruded), not a plain face
         out.append(extent / ratio)
     return out
+
+
+# Typical shop text per script: the average advance of a language's letters (spaces included) in its font.
+ADVANCE_SAMPLES: dict[str, str] = {
+    "zh": "全场包邮 新品上市 限时特价", "zh-Hant": "全場包郵 新品上市 限時特價", "ja": "送料無料 新商品 期間限定セール",
+    "ko": "무료 배송 신상품 한정 특가", "ru": "Бесплатная доставка, новинка", "th": "ส่งฟรี สินค้าใหม่ ราคาพิเศษ",
+}
+ADVANCE_SAMPLE_LATIN = "Free shipping on all orders, new arrivals 50% off"
+FALLBACK_ADVANCE_EM = {True: 1.0, False: 0.55}  # by CJK: when no font can be loaded
+
+
+def average_advance_em(fonts: object | None, lang: str) -> float:
+    """Average advance width of ``lang``'s characters, in em, in the font the renderer draws ``lang`` with
+    (``fonts``: a ``FontSet``; None = the default one). What a length budget divides a box's width by."""
+    from .fonts import FontSet, load_font
+
+    sample = ADVANCE_SAMPLES.get(lang, ADVANCE_SAMPLE_LATIN)
+    try:
+        choice = (fonts if isinstance(fonts, FontSet) else _default_fontset()).resolve(lang)
+        font = load_font(choice.path, choice.index, 100)
+        return float(font.getlength(sample)) / (100.0 * len(sample))
+    except Exception:  # no font for the language: the renderer will fail with the reason; a budget needs a number
+        return FALLBACK_ADVANCE_EM[lang in {"zh", "zh-Hant", "ja", "ko"}]
+
+
+@lru_cache(maxsize=1)
+def _default_fontset() -> object:
+    from .fonts import FontSet
+
+    return FontSet()

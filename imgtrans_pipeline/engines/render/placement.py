@@ -3,7 +3,9 @@
 A translation usually needs more room than its source (zh -> en runs 2-3x wider). A designer keeps the size and
 lets the text take the empty space next to it; this module does the same under hard rules:
 
-- a block may always use its own source box (but never another block's text inside it); beyond it, only space
+- a block that sits in a container (a bar, pill, badge or band of one colour closed by an edge, ``container``) may
+  use the container minus an inner padding and nothing outside it, centred in it when the source was;
+- any other block may always use its own source box (but never another block's text inside it); beyond it, only space
   that holds no other text (translated blocks' source boxes, kept text, blocks already placed, each with a gap), no
   graphics (``FreeSpace``: edges of the source image outside text, faint straight lines such as card edges and
   separators included) and no ground of another colour than the block's own, keeping a margin to the image edge;
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .container import Container
 from .layout import TextLayout
 
 logger = logging.getLogger(__name__)
@@ -213,6 +216,7 @@ class BlockSpec:
     bold: bool = False
     fill: tuple[int, int, int] = (0, 0, 0)
     flexible: bool = False  # the alignment is a guess: the text may anchor on another edge or the centre
+    container: Container | None = None  # the bar / pill / badge the text sits in: the block stays inside it
 
     @property
     def core(self) -> Box:
@@ -232,6 +236,7 @@ class Placement:
     alignment: str = "left"
     region: Box = (0, 0, 0, 0)
     demoted: bool = False  # had to go below its group's size to fit beside already placed blocks
+    container: Box | None = None  # the container the block was laid out in (None: free-space rules)
 
 
 @dataclass
@@ -246,7 +251,8 @@ class PagePlanner:
     """Plans where and how large every block of one page is drawn (see the module docstring)."""
 
     def __init__(self, specs: Sequence[BlockSpec], layout_fn: LayoutFn, pad_fn: PadFn, space: FreeSpace, *,
-                 kept: Sequence[Box] = (), min_px: int = 10, by_style: bool = False) -> None:
+                 kept: Sequence[Box] = (), min_px: int = 10, by_style: bool = False,
+                 container_own_size: bool = True) -> None:
         self.specs = {s.index: s for s in specs}
         self.layout_fn = layout_fn
         self.pad_fn = pad_fn
@@ -254,10 +260,14 @@ class PagePlanner:
         self.kept = list(kept)
         self.min_px = min_px
         self.by_style = by_style
+        # Text in a container (a button, a badge) shrinks to fit it on its own instead of setting the size of its
+        # class and of every smaller one: the page's hierarchy is kept among the other blocks.
+        self._own = {s.index for s in specs if container_own_size and s.container is not None and s.fixed_px is None}
         self.width, self.height = space.width, space.height
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
         self._may_break: set[int] = set()  # blocks that fit nowhere without splitting a word
+        self._tight: set[int] = set()  # blocks that fit their container only without its inner padding
         order = list(self.specs)
         self._srcs = np.asarray([self.specs[i].src for i in order], dtype=np.int64).reshape(-1, 4)
         self._cores = np.asarray([self.specs[i].core for i in order], dtype=np.int64).reshape(-1, 4)
@@ -270,8 +280,11 @@ class PagePlanner:
         src = spec.src
         if cand[0] < 0 or cand[1] < 0 or cand[2] > self.width or cand[3] > self.height:
             return False
+        container = spec.container
+        if container is not None and not container.holds(cand, spec.index in self._tight):
+            return False
         margin = max(2, round(EDGE_MARGIN_RATIO * size))
-        if (cand[0] < min(src[0], margin) or cand[1] < min(src[1], margin)
+        if container is None and (cand[0] < min(src[0], margin) or cand[1] < min(src[1], margin)
                 or cand[2] > max(src[2], self.width - margin) or cand[3] > max(src[3], self.height - margin)):
             return False
         gap = max(2, round(GAP_RATIO * size))
@@ -295,6 +308,8 @@ class PagePlanner:
                 inside = (lo[hit] >= src[:2]).all(axis=1) & (hi[hit] <= src[2:]).all(axis=1)
                 if not inside.all():
                     return False
+        if container is not None:  # one ground colour up to the padding inside its edge, by construction
+            return True
         # A little air between the text and graphics it grows next to (a panel edge, a product outline).
         return not self.space.covers_too_much(expand(cand, max(1, round(AIR_RATIO * size))), self._ground(spec))
 
@@ -320,6 +335,8 @@ class PagePlanner:
         one_line = self._layout(spec.index, size, 1e9)
         natural = one_line.width
         widths = {min(limit, natural + 1.0), min(limit, float(spec.src[2] - spec.src[0] - 2 * pad))}
+        if spec.container is not None:  # as wide as the container lets it
+            widths.add(max(1.0, float(spec.container.inner[2] - spec.container.inner[0] - 2 * pad)))
         for k in range(2, MAX_WRAP_LINES + 1):
             w = natural / k * 1.06 + size
             if w < 2 * size:
@@ -343,14 +360,27 @@ class PagePlanner:
         line, nothing stacked with it) may also anchor on its other edges or its centre."""
         x0, y0, x1, y1 = spec.src
         anchors = [spec.alignment]
+        out: list[tuple[Box, float, str]] = []
+        seen: set[Box] = set()
+        container = spec.container
+        later = 0.0
+        if container is not None and (container.centered_x or container.centered_y):
+            later = 0.1  # the source's own anchors only when the centred position is taken
+            # Centred in its container like the source: on the container's centre line(s), the source's otherwise.
+            cx0, cy0, cx1, cy1 = container.box
+            x = round((cx0 + cx1 - bw) / 2) if container.centered_x else (
+                x1 - bw if spec.alignment == "right" else round((x0 + x1 - bw) / 2)
+                if spec.alignment == "center" else x0)
+            y = round((cy0 + cy1 - bh) / 2) if container.centered_y else round((y0 + y1 - bh) / 2)
+            box = (x, y, x + bw, y + bh)
+            seen.add(box)
+            out.append((box, 0.0, "center" if container.centered_x else spec.alignment))
         if spec.flexible:
             # Text wider than its source line grows evenly on both sides, so it stays where the line was (a label
             # under an icon stays under it); text that fits keeps the guessed edge.
             first = "center" if bw > x1 - x0 else spec.alignment
             anchors = list(dict.fromkeys([first, spec.alignment, "left", "center", "right"]))
         ys = [(round((y0 + y1 - bh) / 2), 0.0), (y0, 0.02), (y1 - bh, 0.04)]
-        out: list[tuple[Box, float, str]] = []
-        seen: set[Box] = set()
         for n, anchor in enumerate(anchors):
             if anchor == "right":
                 x = x1 - bw
@@ -364,7 +394,7 @@ class PagePlanner:
                         box = (int(xx), int(yy), int(xx) + bw, int(yy) + bh)
                         if box not in seen:
                             seen.add(box)
-                            out.append((box, pref + clamped + shifted + (0.08 if n else 0.0), anchor))
+                            out.append((box, pref + clamped + shifted + (0.08 if n else 0.0) + later, anchor))
         return out
 
     def candidates(self, spec: BlockSpec, size: int,
@@ -445,12 +475,18 @@ class PagePlanner:
         for spec in self.specs.values():
             if spec.fixed_px is None:
                 fit = self.largest_fit(spec, spec.target_px, ())
+                if fit is None and spec.container is not None:  # closer to the container's edge, not out of it
+                    self._tight.add(spec.index)
+                    fit = self.largest_fit(spec, spec.target_px, ())
                 if fit is None:  # a word split between characters is the last resort before overflowing
                     self._may_break.add(spec.index)
                     fit = self.largest_fit(spec, spec.target_px, ())
                 fits[spec.index] = fit or self.min_px
             elif self.best(spec, spec.fixed_px, ()) is None:
-                self._may_break.add(spec.index)
+                if spec.container is not None:
+                    self._tight.add(spec.index)
+                if self.best(spec, spec.fixed_px, ()) is None:
+                    self._may_break.add(spec.index)
         order = [i for _, members in groups for i in sorted(members)]
         order += sorted(s.index for s in self.specs.values() if s.fixed_px is not None)
         sizes: dict[int, int] = {}
@@ -458,7 +494,8 @@ class PagePlanner:
         placements: dict[int, Placement] = {}
         for attempt in range(3):
             group_px = self._group_sizes(groups, fits)
-            sizes = {i: group_px[group_of[i]] for i in group_of}
+            sizes = {i: group_px[group_of[i]] if i not in self._own else min(group_px[group_of[i]], fits[i])
+                     for i in group_of}
             sizes.update({s.index: int(s.fixed_px) for s in self.specs.values() if s.fixed_px is not None})
             placements, demoted = self._place_all(order, sizes, allow_demote=attempt == 2)
             if not demoted:
@@ -483,12 +520,14 @@ class PagePlanner:
                     cap = class_min if cap is None else min(cap, class_min)
                 current, class_min = size_class, None
             target = round(float(np.median([self.specs[i].target_px for i in members])))
-            size = min([target, *(fits[i] for i in members)])
+            bound = [i for i in members if i not in self._own]
+            size = min([target, *(fits[i] for i in bound or members)])
             if cap is not None:
                 size = min(size, cap)
             size = max(self.min_px, size)
             sizes.append(size)
-            class_min = size if class_min is None else min(class_min, size)
+            if bound:  # a group of container text alone does not cap smaller classes
+                class_min = size if class_min is None else min(class_min, size)
         return sizes
 
     def _place_all(self, order: list[int], sizes: dict[int, int],
@@ -517,7 +556,8 @@ class PagePlanner:
                     continue
             box, lay, anchor = found
             placements[i] = Placement(index=i, layout=lay, box=box, pad=self.pad_fn(i, size), fits=fits,
-                                      alignment=anchor, demoted=was_demoted)
+                                      alignment=anchor, demoted=was_demoted,
+                                      container=spec.container.box if spec.container is not None and fits else None)
             drawn.append(box)
         return placements, demoted
 
@@ -545,7 +585,11 @@ class PagePlanner:
                 if box[0] < 0 or box[1] < 0 or box[2] > self.width or box[3] > self.height:
                     continue
                 clash = sum(area(intersection(box, o) or (0, 0, 0, 0)) for o in texts)
-                grown = (area(box) - area(intersection(box, spec.src) or (0, 0, 0, 0))) / max(1, area(spec.src))
+                home = spec.container.box if spec.container is not None else spec.src  # spill out of it least
+                grown = (area(box) - area(intersection(box, home) or (0, 0, 0, 0))) / max(1, area(spec.src))
+                if spec.container is not None:  # a pixel over the top reads better than a word past the end
+                    grown += 2.0 * max(0, home[0] - box[0], home[1] - box[1], box[2] - home[2],
+                                       box[3] - home[3]) / max(1, size)
                 score = clash * 1000.0 + grown + pref + (2.0 if lay.broke_words else 0.0)
                 if best is None or score < best[0]:
                     best = (score, box, lay, anchor)

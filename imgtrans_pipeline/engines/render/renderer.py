@@ -6,7 +6,8 @@ block is drawn in its weight (Bold / Black face, or a faux-bold stroke when the 
 outline, or with a black/white outline when the fill would not stand out from the new background.
 
 ``extra["layout"]`` is the machine-readable record the quality score reads: per block the drawn ink box, the room it
-had ("region"), rendered and source size, weight, outline, fit, lines, contrast and alignment; per page the number
+had ("region"), the container it sat in ("container", "in_container": laid out inside it), rendered and source size,
+weight, outline, fit, lines, contrast and alignment; per page the number
 of overlapping drawn boxes (with each other and with kept text), boxes outside the image, blocks forced to the
 minimum size and blocks that did not fit.
 
@@ -23,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 import PIL
 from PIL import Image, ImageDraw
@@ -40,6 +42,7 @@ from .color import (
     outline_color,
     readable_fill,
 )
+from .container import BLUR_PX, Container, find_container
 from .fonts import FontChoice, FontSet, language_key
 from .layout import LINE_SPACING, MAX_FONT_PX, MIN_FONT_PX, TextLayout, layout_at
 from .measure import SourceText, analyse_block, polygon_line_height, region_is_vertical
@@ -123,6 +126,7 @@ class _Block:
     source_fill: RGB = (0, 0, 0)
     alignment: str = "left"
     alignment_known: bool = True
+    container: Container | None = None
 
 
 def _parse_color(value: Any) -> RGB:
@@ -155,12 +159,19 @@ class TextRenderer:
         size_scale: float = SOURCE_SIZE_SCALE,
         keep_weight: bool = True,
         sizes_by_style: bool = False,
+        containers: bool = True,
+        container_own_size: bool = True,
     ) -> None:
         """``min_font_px``: never draw smaller. ``min_contrast``: WCAG ratio of fill to the new background below
         which an outline is added (``stroke_ratio`` em wide). ``size_scale``: aim at this multiple of the source
         size. ``keep_weight``: draw bold source text bold (False = the FontSet's weight for everything).
         ``sizes_by_style``: blocks share a rendered size when they share source size, weight and colour, so one
-        cramped coloured label does not shrink body copy of the same size (default: source size alone)."""
+        cramped coloured label does not shrink body copy of the same size (default: source size alone).
+        ``containers``: text sitting in a bar, pill, badge or band is laid out inside it (``container``).
+        ``container_own_size``: such text shrinks to fit its container on its own, without lowering the size of its
+        size class and of smaller ones: a designer sizes a button label by its button, and one cramped pill must
+        not shrink the page's body copy (the label may then be drawn smaller than body copy with a smaller source
+        size; False keeps the strict page-wide order)."""
         self.fonts = fonts or FontSet(fonts_dir, bold=bold)
         self.min_font_px = max(1, int(min_font_px))
         self.line_spacing = line_spacing
@@ -169,10 +180,12 @@ class TextRenderer:
         self.size_scale = size_scale
         self.keep_weight = keep_weight
         self.sizes_by_style = sizes_by_style
+        self.containers = containers
+        self.container_own_size = container_own_size
 
     def version(self) -> str:
         # The suffix names the layout generation: results drawn by an older layout are not reused.
-        return f"pillow-{PIL.__version__}+layout2"
+        return f"pillow-{PIL.__version__}+layout4"
 
     # -- public API ---------------------------------------------------------------------------------------------
 
@@ -248,6 +261,11 @@ class TextRenderer:
             work.append(self._prepare(i, block, text, box, override, original_px, canvas_px, choice, target_lang))
 
         self._align(work, blocks, obstacles or ())
+        if work and self.containers:
+            # Read from the source: the erased image may have smeared the bar or pill the text sat in.
+            blurred = cv2.medianBlur(original_px, BLUR_PX)
+            for item in work:
+                item.container = find_container(original_px, item.src, item.source.px, blurred)
         image = canvas_px.copy()
         if restore:
             _restore_original(image, original_px, blocks, restore)
@@ -393,9 +411,10 @@ class TextRenderer:
             specs.append(BlockSpec(index=item.index, src=item.src, source_px=item.source.px, target_px=target,
                                    alignment=item.alignment, src_lines=max(1, len(item.block.regions)),
                                    fixed_px=item.fixed_px, flexible=not item.alignment_known,
-                                   bold=item.weight != "regular", fill=item.source_fill))
+                                   bold=item.weight != "regular", fill=item.source_fill,
+                                   container=item.container))
         plan = PagePlanner(specs, layout_fn, pad_fn, space, kept=kept, min_px=self.min_font_px,
-                           by_style=self.sizes_by_style).plan()
+                           by_style=self.sizes_by_style, container_own_size=self.container_own_size).plan()
         changed = False
         for item in work:
             placement = plan.placements.get(item.index)
@@ -459,6 +478,9 @@ class TextRenderer:
             "lines": list(layout.lines),
             "alignment": placement.alignment,
             "source_alignment": item.alignment,
+            # the bar / pill / badge the text sat in and was laid out inside (None: free-space rules)
+            "container": item.container.record() if item.container is not None else None,
+            "in_container": placement.container is not None,
         }
 
 
@@ -479,12 +501,14 @@ def _layout_summary(records: list[dict[str, Any]], kept: list[Box], width: int, 
     return {
         "blocks": [{k: r[k] for k in ("index", "box", "region", "font_px", "source_px", "bold", "outline", "fits",
                                       "lines", "contrast", "alignment", "weight", "fill", "size_group",
-                                      "source_measured", "demoted")} for r in records],
+                                      "source_measured", "demoted", "container", "in_container")}
+                   for r in records],
         "overlaps": overlaps,
         "outside": outside,
         "min_font_blocks": sum(1 for r in records if r["font_px"] <= min_px < r["source_px"]),
         "overflow_blocks": sum(1 for r in records if not r["fits"]) + len(dropped),
         "dropped": dropped,  # no room for the text anywhere in the image: not drawn
+        "container_blocks": sum(1 for r in records if r["in_container"]),
         "size_groups": [{"font_px": px, "size_class": plan.group_class[n],
                          "blocks": sorted(i for i, g in plan.group_of.items() if g == n)}
                         for n, px in enumerate(plan.group_px)],

@@ -4,6 +4,10 @@ Engines translate a list of texts in one call because every engine here is cheap
 (CTranslate2 pads and decodes them together; an LLM API answers a whole list for the price of one round trip).
 ``check_translations`` is the reply validation every engine and the service share, so a wrong count or an
 empty translation for a non-empty input is always caught, whichever engine produced it.
+
+Engines that can use more than the bare texts (the LLM engines) also implement ``PageTranslator``: one call per
+image with a ``PageText`` (each block's text, role, size, box and length budget, the image itself, the request
+context, glossary and locale conventions) answered by block id.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 from ...core.errors import TranslationError
@@ -43,6 +48,55 @@ class Translator(Protocol):
         Raises ``UnsupportedLanguagePair`` for a pair the engine does not translate: never translate into a
         different language silently.
         """
+        ...
+
+
+ROLES = ("headline", "price", "badge", "body")
+
+
+@dataclass(frozen=True)
+class PageBlock:
+    """One text block of an image as a page-aware engine sees it."""
+
+    id: str  # "b1", "b2", ...: what the reply is keyed by
+    text: str
+    role: str = "body"  # one of ROLES (engines.translate.page.classify_role)
+    size_px: float = 0.0  # source font size (em) in pixels
+    box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x0, y0, x1, y1 on the page (source pixels)
+    budget: int = 0  # target-language characters that fit the block's region at a readable size; 0 = no limit
+
+
+@dataclass(frozen=True)
+class PageText:
+    """Everything one page-level translation call sends: the blocks and what helps translate them well."""
+
+    blocks: tuple[PageBlock, ...]
+    width: int = 0  # page size in source pixels (the boxes' frame)
+    height: int = 0
+    image_jpeg: bytes | None = None  # the page downscaled (longest side <= 1024), None when not sent
+    context: dict[str, str] = field(default_factory=dict)  # request options.context: title, category, brand, text
+    glossary: dict[str, str] = field(default_factory=dict)  # source term -> required translation
+    do_not_translate: tuple[str, ...] = ()  # brand names, model numbers: copied as written
+    conventions: str = ""  # the target locale's conventions for prices and units
+
+    def with_blocks(self, blocks: list[PageBlock], glossary: dict[str, str] | None = None) -> PageText:
+        return replace(self, blocks=tuple(blocks), glossary=dict(self.glossary if glossary is None else glossary))
+
+
+@dataclass
+class PageTranslation:
+    """A validated page reply: a translation per block id, and what was still wrong after the retry."""
+
+    translations: dict[str, str]
+    flags: dict[str, list[str]] = field(default_factory=dict)  # by block id: "over_budget:23/12", ...
+
+
+@runtime_checkable
+class PageTranslator(Protocol):
+    """An engine that translates a whole page in one call (``TranslationService`` uses it when present)."""
+
+    def translate_page(self, page: PageText, source_lang: str, target_lang: str) -> PageTranslation:
+        """One translation per block id of ``page``; raise ``TranslationError`` naming what was wrong."""
         ...
 
 

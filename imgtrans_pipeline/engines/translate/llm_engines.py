@@ -9,6 +9,13 @@ exponential backoff and jitter (a ``Retry-After`` header, or Gemini's ``RetryInf
 schedule); a reply that is not a JSON list of the right length with non-empty items is retried too, then raised
 as a transient ``TranslationError`` naming what was wrong; 400/401/403/404 and a missing API key are permanent.
 
+``translate_page`` (the path ``TranslationService`` takes when the pipeline gives it a ``PageText``) sends one
+image in one call instead: the image itself (downscaled JPEG, unless ``send_image`` is off), each block's id, text,
+role, size, box and length budget, the request context, glossary, do-not-translate terms and the target's price
+conventions, with a response schema keyed by block id (Gemini ``responseSchema``, OpenAI ``json_schema``). The
+reply is checked (``page.check_page_reply``); a reply with problems gets exactly one follow-up message listing
+them, and one still unusable after it is a permanent ``TranslationError`` with the reasons.
+
 The HTTP calls use aiohttp but ``translate_batch`` is synchronous: it runs the coroutine with ``asyncio.run`` on
 the calling thread, or on a helper thread when the caller already runs an event loop, so it works from Dagster
 ops, worker threads and async code alike.
@@ -17,12 +24,14 @@ ops, worker threads and async code alike.
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import json
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -30,7 +39,11 @@ import aiohttp
 from ...core.errors import EngineError, TranslationError, UnsupportedLanguagePair
 from ...core.http import Retryable, RetryPolicy, is_retryable_status, parse_retry_after
 from ...core.languages import LANGUAGES
-from .base import check_translations
+from .base import PageText, PageTranslation, check_translations
+from .page import PageCheck, check_page_reply
+
+# One turn of a page conversation: ("user" | "model", text, JPEG image bytes or None).
+Turn = tuple[str, str, bytes | None]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +107,50 @@ def parse_translation_reply(text: str) -> list[Any]:
     return data
 
 
+class _Pairs(list):  # type: ignore[type-arg]
+    """A JSON object as its (key, value) pairs in order, so a repeated key is seen (dict() would keep one)."""
+
+
+def _load_pairs(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_Pairs)
+
+
+def parse_page_reply(text: str) -> list[tuple[object, object]] | None:
+    """The (block id, translation) pairs of a page reply, in reply order; None when there are none.
+
+    Accepts ``{"translations": {"b1": "...", ...}}`` (what the schema asks for), a bare ``{"b1": "...", ...}`` or
+    ``{"translations": [{"id": "b1", "translation": "..."}, ...]}``, inside code fences or after chatter.
+    """
+    cleaned = _THINK.sub("", text or "").strip()
+    fenced = _FENCE.match(cleaned)
+    if fenced:
+        cleaned = fenced.group(1).strip()
+    data: Any = None
+    try:
+        data = _load_pairs(cleaned)
+    except ValueError:
+        start, end = cleaned.find("{"), cleaned.rfind("}")
+        if 0 <= start < end:
+            with contextlib.suppress(ValueError):
+                data = _load_pairs(cleaned[start : end + 1])
+    if not isinstance(data, _Pairs):
+        return None
+    inner = next((value for key, value in data if key == "translations"), None)
+    if inner is None:
+        return [(key, value) for key, value in data]
+    if isinstance(inner, _Pairs):
+        return [(key, value) for key, value in inner]
+    if isinstance(inner, list) and all(isinstance(item, _Pairs) for item in inner):
+        pairs: list[tuple[object, object]] = []
+        for item in inner:
+            fields = dict(item)
+            if "id" not in fields:
+                return None
+            pairs.append((fields["id"], next((fields[k] for k in ("translation", "text") if k in fields), None)))
+        return pairs
+    return None
+
+
 def _run_sync(coro_factory: Any) -> Any:
     """Run ``coro_factory()`` to completion from synchronous code, whatever the calling thread is doing."""
     try:
@@ -124,8 +181,10 @@ class _HttpLLMTranslator:
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
         temperature: float = 0.0,
+        send_image: bool = True,
     ) -> None:
         self.model = model
+        self.send_image = send_image  # the image part of page calls; off for text-only models
         self.base_url = base_url.rstrip("/")
         self.api_key = api_key or None
         if require_api_key and not self.api_key:
@@ -205,6 +264,14 @@ class _HttpLLMTranslator:
     async def _attempt(self, session: aiohttp.ClientSession, texts: list[str], source: str, target: str) -> list[str]:
         system, user = self.build_prompt(texts, source, target)
         url, headers, payload = self._request(system, user)
+        body = await self._post(session, url, headers, payload)
+        reply = self._reply_text(body)
+        return check_translations(texts, parse_translation_reply(reply), self.name)
+
+    async def _post(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                    payload: dict[str, Any]) -> Any:
+        """POST one request; the JSON body of a 200 answer. Raises ``Retryable`` (429/5xx, network),
+        ``EngineError`` (other statuses: permanent) or ``TranslationError`` (a 200 that is not JSON)."""
         try:
             async with session.post(url, json=payload, headers=headers) as resp:
                 raw = await resp.text()
@@ -229,8 +296,7 @@ class _HttpLLMTranslator:
                               transient=False)
         if body is None:
             raise TranslationError(f"response body is not JSON: {raw[:120]!r}", transient=True)
-        reply = self._reply_text(body)
-        return check_translations(texts, parse_translation_reply(reply), self.name)
+        return body
 
     async def _translate_with_retries(self, texts: list[str], source: str, target: str) -> list[str]:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
@@ -253,6 +319,132 @@ class _HttpLLMTranslator:
             f"{self.name} ({self.model}) failed after {self.max_attempts} attempts: {last_reason}", transient=True
         )
 
+    # -- page path: one call per image with the image, roles, budgets and context ------------------------------
+
+    def translate_page(self, page: PageText, source_lang: str, target_lang: str) -> PageTranslation:
+        """Translate every block of ``page`` in one call (plus at most one follow-up with the reply's errors).
+
+        Raises a permanent ``TranslationError`` listing the errors when the reply is still unusable after the
+        follow-up (HTTP failures stay transient, as in ``translate_batch``). Over-budget translations and unused
+        glossary values still there after the follow-up are returned as flags.
+        """
+        if not self.supports(source_lang, target_lang):
+            raise UnsupportedLanguagePair(source_lang, target_lang, self.name, "use canonical codes, source != auto")
+        blank = {block.id: "" for block in page.blocks if not block.text.strip()}
+        todo = [block for block in page.blocks if block.text.strip()]
+        if not todo:
+            return PageTranslation(blank)
+        page = page.with_blocks(todo)
+        if not self.send_image:
+            page = replace(page, image_jpeg=None)
+        result: PageTranslation = _run_sync(lambda: self._translate_page(page, source_lang, target_lang))
+        result.translations.update(blank)
+        return result
+
+    def build_page_prompt(self, page: PageText, source_lang: str, target_lang: str) -> tuple[str, str]:
+        """(system instruction, user message): the rules, then the page as JSON."""
+        src, tgt = LANGUAGES[source_lang], LANGUAGES[target_lang]
+        image = ("The image is attached: look at it to see what each text refers to and how it is laid out.\n"
+                 if page.image_jpeg else "")
+        system = (
+            f"You translate the text of an e-commerce product image (banner, detail page, label, packaging) from "
+            f"{src} to {tgt}, for shoppers who read {tgt}.\n{image}"
+            "Each block has an id, its source text, its role on the page (headline, price, badge or body), its font"
+            " size and box in pixels on the page, and max_chars: how many characters of the translation fit its"
+            " space at a readable size.\n"
+            "Rules:\n"
+            "- Translate every block exactly once, keyed by its id, as a native copywriter would for this product:"
+            " the meaning, not word by word. Use the context and the image to pick the right terms.\n"
+            "- Stay within max_chars (count every character, spaces included): headlines and badges short and"
+            " punchy, body text complete but concise.\n"
+            "- Use the glossary translations exactly as given; copy do_not_translate terms as written.\n"
+            "- Follow the conventions for prices and units. Keep placeholders such as [0] as written.\n"
+            f"- Write only {tgt}: leave no {src} characters, add no notes.\n"
+            '- Reply with only a JSON object {"translations": {"<id>": "<translation>", ...}} with every id.'
+        )
+        blocks = [{"id": b.id, "text": b.text, "role": b.role, "size_px": b.size_px, "box": list(b.box),
+                   **({"max_chars": b.budget} if b.budget else {})} for b in page.blocks]
+        user: dict[str, Any] = {"source_language": src, "target_language": tgt}
+        if page.context:
+            user["context"] = dict(page.context)
+        if page.glossary:
+            user["glossary"] = dict(page.glossary)
+        if page.do_not_translate:
+            user["do_not_translate"] = list(page.do_not_translate)
+        if page.conventions:
+            user["conventions"] = page.conventions
+        if page.width and page.height:
+            user["page"] = {"width": page.width, "height": page.height}
+        user["blocks"] = blocks
+        return system, json.dumps(user, ensure_ascii=False)
+
+    @staticmethod
+    def follow_up(check: PageCheck, page: PageText) -> str:
+        problems = "\n".join(f"- {p}" for p in check.problems)
+        return (f"Your reply had these problems:\n{problems}\nReply again with only the complete JSON object, one"
+                f" translation for each of the {len(page.blocks)} ids ({', '.join(b.id for b in page.blocks)}).")
+
+    def _page_request(self, system: str, turns: list[Turn], ids: list[str]) -> tuple[str, dict[str, str],
+                                                                                    dict[str, Any]]:
+        """(url, headers, JSON body) for a page call: the conversation so far, a schema keyed by ``ids``."""
+        raise NotImplementedError
+
+    async def _post_with_retries(self, session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                                 payload: dict[str, Any]) -> Any:
+        """``_post`` with the transport retries (429/5xx, network) of ``translate_batch``."""
+        try:
+            async for attempt in self.retry_policy.retrying(f"{self.name} ({self.model})", retry_on=(Retryable,)):
+                with attempt:
+                    return await self._post(session, url, headers, payload)
+        except Retryable as exc:
+            if exc.retry_after is not None and exc.retry_after > self.max_retry_after:
+                raise TranslationError(
+                    f"{self.name} ({self.model}): asked to wait {exc.retry_after:.0f}s "
+                    f"(> {self.max_retry_after:.0f}s): {exc.reason}", transient=True) from exc
+            raise TranslationError(f"{self.name} ({self.model}) failed after {self.max_attempts} attempts: "
+                                   f"{exc.reason}", transient=True) from exc
+        raise AssertionError("unreachable")  # the retry loop either returns or raises
+
+    async def _page_round(self, session: aiohttp.ClientSession, system: str, turns: list[Turn], page: PageText,
+                          source: str, target: str) -> tuple[str, PageCheck]:
+        url, headers, payload = self._page_request(system, turns, [b.id for b in page.blocks])
+        body = await self._post_with_retries(session, url, headers, payload)
+        try:
+            reply = self._reply_text(body)
+        except TranslationError as exc:  # no text at all (blocked, empty): a bad reply like any other
+            return "", PageCheck(errors=[exc.reason])
+        pairs = parse_page_reply(reply)
+        check = check_page_reply(page, pairs, source, target)
+        if pairs is None:
+            snippet = reply[:120].replace("\n", " ")
+            check.errors = [f"the reply is not the JSON object asked for: {snippet!r}"]
+        return reply, check
+
+    async def _translate_page(self, page: PageText, source: str, target: str) -> PageTranslation:
+        system, user = self.build_page_prompt(page, source, target)
+        turns: list[Turn] = [("user", user, page.image_jpeg)]
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            reply, check = await self._page_round(session, system, turns, page, source, target)
+            if not check.problems:
+                return PageTranslation(check.translations)
+            logger.info("%s (%s): page reply has %d problem(s), asking once more: %s", self.name, self.model,
+                        len(check.problems), "; ".join(check.problems[:5]))
+            if reply:
+                turns.append(("model", reply, None))
+            turns.append(("user", self.follow_up(check, page), None))
+            _reply, check = await self._page_round(session, system, turns, page, source, target)
+        if check.errors:
+            # The model was told what was wrong and got it wrong again: asking a third time rarely helps, and the
+            # request is recorded as failed with the reasons (re-queue it, or try another model).
+            shown = "; ".join(check.errors[:6]) + (f"; ... ({len(check.errors)} in all)" if len(check.errors) > 6
+                                                   else "")
+            raise TranslationError(f"{self.name} ({self.model}): reply still invalid after a retry with its "
+                                   f"errors: {shown}", transient=False)
+        for block_id, flags in check.soft.items():
+            logger.warning("%s (%s): %s kept with %s", self.name, self.model, block_id, ", ".join(flags))
+        return PageTranslation(check.translations, {k: list(v) for k, v in check.soft.items()})
+
 
 class GeminiTranslator(_HttpLLMTranslator):
     """Google Gemini via the REST ``models/{model}:generateContent`` API with a JSON response schema."""
@@ -274,10 +466,11 @@ class GeminiTranslator(_HttpLLMTranslator):
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
         temperature: float = 0.0,
+        send_image: bool = True,
     ) -> None:
         super().__init__(model, base_url, api_key=api_key, require_api_key=require_api_key, timeout=timeout,
                          max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
-                         max_retry_after=max_retry_after, temperature=temperature)
+                         max_retry_after=max_retry_after, temperature=temperature, send_image=send_image)
         self.thinking_budget = thinking_budget
 
     def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -297,6 +490,34 @@ class GeminiTranslator(_HttpLLMTranslator):
             "contents": [{"role": "user", "parts": [{"text": user}]}],
             "generationConfig": generation,
         }
+        headers = {"x-goog-api-key": self.api_key or "", "Content-Type": "application/json"}
+        return f"{self.base_url}/models/{self.model}:generateContent", headers, payload
+
+    def _page_request(self, system: str, turns: list[Turn], ids: list[str]) -> tuple[str, dict[str, str],
+                                                                                    dict[str, Any]]:
+        contents = []
+        for role, text, image in turns:
+            parts: list[dict[str, Any]] = []
+            if image:  # image first, then the text about it (Gemini's advice for single-image prompts)
+                parts.append({"inline_data": {"mime_type": "image/jpeg",
+                                              "data": base64.b64encode(image).decode("ascii")}})
+            parts.append({"text": text})
+            contents.append({"role": "user" if role == "user" else "model", "parts": parts})
+        generation: dict[str, Any] = {
+            "temperature": self.temperature,
+            "responseMimeType": "application/json",
+            "responseSchema": {
+                "type": "OBJECT",
+                "properties": {"translations": {
+                    "type": "OBJECT", "properties": {i: {"type": "STRING"} for i in ids}, "required": ids,
+                    "propertyOrdering": ids}},
+                "required": ["translations"],
+            },
+        }
+        if self.thinking_budget is not None:
+            generation["thinkingConfig"] = {"thinkingBudget": self.thinking_budget}
+        payload = {"systemInstruction": {"parts": [{"text": system}]}, "contents": contents,
+                   "generationConfig": generation}
         headers = {"x-goog-api-key": self.api_key or "", "Content-Type": "application/json"}
         return f"{self.base_url}/models/{self.model}:generateContent", headers, payload
 
@@ -343,12 +564,13 @@ class OpenAICompatibleTranslator(_HttpLLMTranslator):
         backoff_max: float = 30.0,
         max_retry_after: float = 120.0,
         temperature: float = 0.0,
+        send_image: bool = True,
     ) -> None:
         if require_api_key is None:
             require_api_key = "api.openai.com" in base_url
         super().__init__(model, base_url, api_key=api_key, require_api_key=require_api_key, timeout=timeout,
                          max_attempts=max_attempts, backoff_base=backoff_base, backoff_max=backoff_max,
-                         max_retry_after=max_retry_after, temperature=temperature)
+                         max_retry_after=max_retry_after, temperature=temperature, send_image=send_image)
         self.json_mode = json_mode
 
     def _request(self, system: str, user: str) -> tuple[str, dict[str, str], dict[str, Any]]:
@@ -359,6 +581,31 @@ class OpenAICompatibleTranslator(_HttpLLMTranslator):
         }
         if self.json_mode:
             payload["response_format"] = {"type": "json_object"}
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return f"{self.base_url}/chat/completions", headers, payload
+
+    def _page_request(self, system: str, turns: list[Turn], ids: list[str]) -> tuple[str, dict[str, str],
+                                                                                    dict[str, Any]]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
+        for role, text, image in turns:
+            if role != "user":
+                messages.append({"role": "assistant", "content": text})
+            elif image:
+                url = "data:image/jpeg;base64," + base64.b64encode(image).decode("ascii")
+                messages.append({"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}},
+                                                             {"type": "text", "text": text}]})
+            else:
+                messages.append({"role": "user", "content": text})
+        payload: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
+        if self.json_mode:
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": "page_translations", "strict": True,
+                "schema": {"type": "object", "additionalProperties": False, "required": ["translations"],
+                           "properties": {"translations": {
+                               "type": "object", "additionalProperties": False, "required": ids,
+                               "properties": {i: {"type": "string"} for i in ids}}}}}}
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"

@@ -20,10 +20,17 @@ Why this layer exists:
 - Every number of a source text must come back, with its unit (``numbers``): number words are put back in
   digits, yuan shown as dollars become ¥, and texts still missing a number are translated once more with the
   numbers as placeholders. A number lost even then is flagged (``TranslationResult.flags``).
+- Given a ``PageText`` (the pipeline builds one per image) and an engine that translates pages (the LLM
+  engines), the texts not cached go to the engine in one page call with their roles, budgets, the image and the
+  request context, and the glossary travels as a list the reply is checked against (no placeholders: the model
+  sees the real text). Those translations are cached under the model id plus a hash of the context and glossary,
+  because both change what the model writes; translations still flagged after the engine's retry are not cached.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -32,14 +39,14 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ...core.errors import InvalidRequest, UnsupportedLanguagePair
 from ...core.keep import keep_reason
 from ...core.languages import AUTO
 from ...core.types import TranslationResult
-from .base import Translator, check_translations, glossary_digest, model_id, native_glossary
+from .base import PageText, PageTranslator, Translator, check_translations, glossary_digest, model_id, native_glossary
 from .memory import MemoryEntry, TranslationMemory
 from .numbers import collapse_brand_echo, missing_numbers, protect_numbers, repair_numbers, restore_numbers
 
@@ -172,6 +179,16 @@ class TranslationService:
     def version(self) -> str:
         return f"{self.translator.name}:{self.translator.model}"
 
+    @property
+    def page_aware(self) -> bool:
+        """Whether the engine translates whole pages (then ``translate`` makes use of a ``PageText``)."""
+        return isinstance(self.translator, PageTranslator)
+
+    @property
+    def wants_image(self) -> bool:
+        """Whether a page-aware engine sends the image (``IMGTRANS_TRANSLATE_SEND_IMAGE``)."""
+        return self.page_aware and bool(getattr(self.translator, "send_image", True))
+
     # -- glossary --------------------------------------------------------------------------------------------
 
     @staticmethod
@@ -224,11 +241,14 @@ class TranslationService:
     # -- main entry ------------------------------------------------------------------------------------------
 
     def translate(self, texts: Sequence[str], source_lang: str, target_lang: str,
-                  glossary: Mapping[str, str] | None = None, scope: str = "") -> TranslationResult:
+                  glossary: Mapping[str, str] | None = None, page: PageText | None = None,
+                  scope: str = "") -> TranslationResult:
         """Translate one image's texts (one result per text, same order) with at most one engine call
         for everything not in the memory or cached (two when the engine mangled a glossary placeholder).
 
-        ``scope`` (a catalogue or shop id) selects that scope's glossary section and memory entries first."""
+        ``page``: the same texts as page blocks (block ``i`` is ``texts[i]``) with what a page-aware engine
+        uses; ignored by other engines. ``scope`` (a catalogue or shop id) selects that scope's glossary section
+        and memory entries first."""
         texts = list(texts)
         if source_lang == AUTO:
             raise InvalidRequest("source_lang", "'auto' must be resolved (e.g. from OCR) before translation")
@@ -259,6 +279,14 @@ class TranslationService:
                  for t in texts]
 
         pending = [it for it in items if it.final is None]
+        if page is not None and self.page_aware:
+            if len(page.blocks) != len(items):
+                raise ValueError(f"page has {len(page.blocks)} blocks for {len(items)} texts")
+            hits = self._translate_page(page, items, merged, source_lang, target_lang, engine, model)
+            self._keep_numbers(pending, source_lang, target_lang, engine, model)
+            return self._result(texts, items, source_lang, target_lang, engine, model, hits,
+                                [self._provenance(it, engine, model, term_from, source_lang, target_lang)
+                                 for it in items])
         cached_texts: set[str] = set()
         engine_out, hits = self._translate_engine_texts([it.engine_text for it in pending], source_lang,
                                                         target_lang, engine, model, engine_glossary,
@@ -280,16 +308,8 @@ class TranslationService:
         if mangled:
             self._fallback_glossary(mangled, source_lang, target_lang, engine, model)
         self._keep_numbers(pending, source_lang, target_lang, engine, model, engine_glossary)
-        for it in items:
-            for term, value in it.terms:
-                if value and value.casefold() not in (it.final or "").casefold():
-                    logger.warning("glossary term %r -> %r missing from translation %r of %r",
-                                   term, value, it.final, it.text)
-        translations = [it.final or "" for it in items]
-        flags = {index: it.flags for index, it in enumerate(items) if it.flags}
-        sources = [self._provenance(it, engine, model, term_from, source_lang, target_lang) for it in items]
-        return TranslationResult(texts, translations, source_lang, target_lang, engine, model, cache_hits=hits,
-                                 flags=flags, sources=sources)
+        return self._result(texts, items, source_lang, target_lang, engine, model, hits,
+                            [self._provenance(it, engine, model, term_from, source_lang, target_lang) for it in items])
 
     @staticmethod
     def _remembered(text: str, entry: MemoryEntry) -> _Item:
@@ -312,6 +332,61 @@ class TranslationService:
                                              "glossary": term_from.get(self._normalise(term), "request")}
                                             for term, value in it.terms]
         return source
+
+    @staticmethod
+    def _result(texts: list[str], items: list[_Item], source_lang: str, target_lang: str, engine: str, model: str,
+                hits: int, sources: list[dict[str, object]] | None = None) -> TranslationResult:
+        for it in items:
+            for term, value in it.terms:
+                if value and value.casefold() not in (it.final or "").casefold():
+                    logger.warning("glossary term %r -> %r missing from translation %r of %r",
+                                   term, value, it.final, it.text)
+        translations = [it.final or "" for it in items]
+        flags = {index: it.flags for index, it in enumerate(items) if it.flags}
+        return TranslationResult(texts, translations, source_lang, target_lang, engine, model, cache_hits=hits,
+                                 flags=flags, sources=list(sources or []))
+
+    def _translate_page(self, page: PageText, items: list[_Item], glossary: Mapping[str, str], source_lang: str,
+                        target_lang: str, engine: str, model: str) -> int:
+        """Fill ``final`` of the pending items from the cache or one page call; the number of cache hits."""
+        digest = hashlib.sha256(json.dumps([sorted(page.context.items()), sorted(glossary.items())],
+                                           ensure_ascii=False).encode()).hexdigest()[:12]
+        cache_model = f"{model}|page:{digest}"
+        first: dict[str, int] = {}  # text -> index of its first block; repeats share its translation
+        for index, it in enumerate(items):
+            if it.final is None:
+                first.setdefault(it.text, index)
+        cached = (self.cache.get_many(engine, cache_model, source_lang, target_lang, first)
+                  if self.cache is not None else {})
+        hits = sum(1 for it in items if it.final is None and it.text in cached)
+        missing = [text for text in first if text not in cached]
+        result = dict(cached)
+        if missing:
+            blocks = []
+            for text in missing:
+                block = page.blocks[first[text]]
+                budgets = [page.blocks[i].budget for i, it in enumerate(items) if it.final is None and it.text == text]
+                blocks.append(replace(block, text=text, budget=min(budgets)))
+            used = {k: v for k, v in glossary.items() if any(k.casefold() in t.casefold() for t in missing)}
+            logger.debug("%s/%s: translating %d block(s) as a page, %d cached", engine, model, len(missing),
+                         len(cached))
+            reply = self.translator.translate_page(page.with_blocks(blocks, used), source_lang,  # type: ignore[attr-defined]
+                                                   target_lang)
+            got = [reply.translations.get(block.id) for block in blocks]
+            fresh = dict(zip(missing, check_translations(missing, got, engine), strict=True))
+            flags = {text: list(reply.flags.get(block.id, [])) for text, block in zip(missing, blocks, strict=True)}
+            if self.cache is not None:
+                self.cache.put_many(engine, cache_model, source_lang, target_lang,
+                                    {t: v for t, v in fresh.items() if not flags[t]})
+            result.update(fresh)
+            for it in items:
+                if it.final is None:
+                    it.flags.extend(flags.get(it.text, []))
+        for it in items:
+            if it.final is None:
+                it.final = result[it.text]
+                it.origin = "cache" if it.text in cached else "engine"
+        return hits
 
     def _translate_engine_texts(self, engine_texts: list[str], source_lang: str, target_lang: str,
                                 engine: str, model: str, glossary: Mapping[str, str] | None = None,
