@@ -14,13 +14,15 @@ import pytest
 from dagster import DagsterInstance, Definitions
 
 from imgtrans_pipeline.cli import main
-from imgtrans_pipeline.engines.translate import TranslationService
+from imgtrans_pipeline.engines.translate import OpenAICompatibleTranslator, TranslationCache, TranslationService
+from imgtrans_pipeline.engines.translate.base import PageBlock, PageText
 from imgtrans_pipeline.engines.translate.memory import TranslationMemory
 from imgtrans_pipeline.names import TRANSLATE_JOB, run_config
 from imgtrans_pipeline.orchestration.definitions import build_resources
 from imgtrans_pipeline.orchestration.jobs import translate_images
 from imgtrans_pipeline.orchestration.resources import TranslatorResource
 from tests.support.dagster_services import pipeline_settings
+from tests.support.fixtures.translate import LLMWireServer
 from tests.support.imagegen import text_image
 from tests.unit.test_translation_memory import CountingTranslator
 
@@ -40,6 +42,29 @@ class CountingTranslatorResource(TranslatorResource):
 
 def _sent(text: str) -> int:
     return sum(batch.count(text) for batch in ENGINE_CALLS)
+
+
+def test_page_aware_engines_get_only_what_the_memory_does_not_know(llm_wire_server: LLMWireServer,
+                                                                     tmp_path: Path) -> None:
+    memory = TranslationMemory(tmp_path / "tm.sqlite")
+    memory.add("限时特价", "Flash sale", "zh", "en", scope="shop-a", origin="reviewer")
+    engine = OpenAICompatibleTranslator(model="qwen2.5-vl", base_url=f"{llm_wire_server.base}/v1",
+                                        api_key=llm_wire_server.OPENAI_KEY, backoff_base=0.01)
+    service = TranslationService(engine, TranslationCache(":memory:"), memory=memory)
+    texts = ["全新升级", "限时特价"]
+    page = PageText(blocks=tuple(PageBlock(f"b{i + 1}", t, budget=30) for i, t in enumerate(texts)))
+    result = service.translate(texts, "zh", "en", page=page, scope="shop-a")
+    [request] = llm_wire_server.requests
+    body = json.dumps(request["json"], ensure_ascii=False)
+    assert "全新升级" in body and "限时特价" not in body  # the page call carries only the unknown block
+    assert result.translations == ["Brand-new upgrade", "Flash sale"]
+    assert [s["origin"] for s in result.sources] == ["engine", "memory"]
+    assert result.sources[0]["engine"] == "openai" and result.sources[0]["model"] == "qwen2.5-vl"
+    assert result.sources[1]["scope"] == "shop-a"
+    llm_wire_server.reset()
+    again = service.translate(texts, "zh", "en", page=page)  # no scope: the shop's entry does not apply
+    assert [s["origin"] for s in again.sources] == ["cache", "engine"]
+    assert again.translations == ["Brand-new upgrade", "Limited-time offer"]
 
 
 def test_an_invalid_glossary_scope_is_a_usage_error() -> None:
