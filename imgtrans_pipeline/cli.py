@@ -101,7 +101,7 @@ def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcom
                 outcomes.append(Outcome(ref, ids[ref], "failed", None, error, result.run_id))
             else:
                 err = meta.get("error")
-                reason = f"[{err['stage']}] {err['reason']}" if err else None
+                reason = f"[{err['stage']}] {err['reason']}" if err else (meta.get("review") or {}).get("why")
                 outcomes.append(Outcome(ref, ids[ref], meta["status"], meta.get("result"), reason, result.run_id))
         progress(len(batch))
     progress(0, close=True)
@@ -172,18 +172,21 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         shown = outcome.result
         local = _local_path(outcome.result)
-        if out_dir and local is not None:
+        held = outcome.status == "needs_review"  # not delivered (not copied to --out) until approved
+        if out_dir and local is not None and not held:
             dest = out_dir / f"{Path(urlparse(outcome.input).path).stem}.{args.to}{local.suffix}"
             shutil.copyfile(local, dest)
             shown = str(dest)
         elif local is not None:
             shown = str(local)
-        if outcome.status != "succeeded":
+        if outcome.status not in ("succeeded", "needs_review"):
             failed += 1
         if args.json:
             print(json.dumps({**outcome.__dict__, "result": shown}, ensure_ascii=False))
         elif outcome.status == "succeeded":
             print(f"{outcome.input} -> {shown}")
+        elif held:
+            print(f"{outcome.input} NEEDS REVIEW {outcome.error} (request {outcome.request_id}; result {shown})")
         else:
             print(f"{outcome.input} FAILED {outcome.error} (request {outcome.request_id}, run {outcome.run_id})")
     return 1 if failed else 0
@@ -319,6 +322,62 @@ def _add_tm_commands(sub: Any) -> None:
     ad.set_defaults(func=_cmd_tm_add)
 
 
+def _review_service(args: argparse.Namespace) -> Any:
+    from .review.service import ReviewService
+
+    settings = get_settings()
+    if getattr(args, "artifacts", None):
+        settings = settings.model_copy(update={"artifacts": args.artifacts})
+    return ReviewService(settings, instance=dagster_instance() if args.command == "import" else None)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """The blocks of the requests in a review state, one row/unit per block, for outside translators."""
+    from .review.exchange import export
+
+    state = None if args.state == "all" else args.state
+    count = export(_review_service(args).store, Path(args.out), args.format, state)
+    print(f"exported {count} block(s) to {args.out}")
+    return 0
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    """Apply the changed translations of an exported file: re-render exactly the requests that changed."""
+    from .review.exchange import apply_import, read_file
+    from .review.state import ReviewError
+
+    try:
+        rows = read_file(Path(args.file))
+    except ReviewError as error:
+        print(f"imgtrans import: {error.message}; nothing applied", file=sys.stderr)
+        return 2
+    service = _review_service(args)
+    report = apply_import(service.store, rows, service.rerender, by=args.by or f"import:{Path(args.file).name}")
+    for line in report.lines():
+        print(line)
+    print(f"{len(report.applied)} request(s) re-rendered, {len(report.unchanged)} unchanged, "
+          f"{len(report.errors)} not applied")
+    return 0 if report.ok else 1
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    from .review.state import ReviewError
+
+    service = _review_service(args)
+    try:
+        if args.command == "approve":
+            done = service.approve(args.request_id, by=args.by, note=args.note or "")
+        else:
+            done = service.reject(args.request_id, reason=args.reason, by=args.by)
+    except ReviewError as error:
+        print(f"imgtrans {args.command}: {error.message}", file=sys.stderr)
+        return 1
+    local = _local_path(done.get("result"))
+    print(f"{done['request_id']}: {done['state']} at revision {done['revision']}"
+          + (f" -> {local}" if local and done["state"] == "approved" else ""))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgtrans", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -347,6 +406,30 @@ def main(argv: list[str] | None = None) -> int:
     rq.add_argument("--limit", type=int, help="at most this many")
     rq.set_defaults(func=_cmd_requeue)
     _add_tm_commands(sub)
+
+
+    ex = sub.add_parser("export", help="write the blocks of requests under review to CSV or XLIFF")
+    ex.add_argument("--state", default="needs_review", choices=["needs_review", "approved", "rejected", "all"])
+    ex.add_argument("--format", default="csv", choices=["csv", "xliff"])
+    ex.add_argument("--out", required=True, help="file to write")
+    ex.add_argument("--artifacts", help="artifact store (default: IMGTRANS_ARTIFACTS or ./artifacts)")
+    ex.set_defaults(func=_cmd_export)
+    im = sub.add_parser("import", help="apply changed translations of an exported CSV/XLIFF file and re-render")
+    im.add_argument("file")
+    im.add_argument("--artifacts", help="artifact store (default: IMGTRANS_ARTIFACTS or ./artifacts)")
+    im.add_argument("--by", help="who made the changes (recorded with the revision; default import:<file>)")
+    im.set_defaults(func=_cmd_import)
+    for command, text in (("approve", "deliver a request held for review (latest revision)"),
+                          ("reject", "reject a request held for review (dead letter with the reason)")):
+        decide = sub.add_parser(command, help=text)
+        decide.add_argument("request_id")
+        decide.add_argument("--by", default="cli", help="reviewer name (recorded)")
+        decide.add_argument("--artifacts", help="artifact store (default: IMGTRANS_ARTIFACTS or ./artifacts)")
+        if command == "approve":
+            decide.add_argument("--note")
+        else:
+            decide.add_argument("--reason", required=True)
+        decide.set_defaults(func=_cmd_decide)
     add_status_commands(sub)  # status, metrics-server
     add_serve_command(sub)
     args = parser.parse_args(argv)

@@ -26,6 +26,8 @@ GPU_STAGES = frozenset({OCR, INPAINT})  # run in the Dagster pool GPU_POOL, one 
 
 # --- jobs, pools, partitions ----------------------------------------------------------------------------------
 TRANSLATE_JOB = "translate_images"
+RERENDER_JOB = "rerender_request"  # review: render + quality + publish again from one request's stored artifacts
+RERENDER = "rerender"  # its op
 BACKFILL_JOB = "translate_stored_images"
 GPU_POOL = "gpu"
 TRANSLATIONS_PARTITIONS = "translations"  # dynamic partitions: "<image sha256>.<source>.<target>"
@@ -59,6 +61,8 @@ SOURCE_REDIS = "redis"
 SOURCE_CLI = "cli"
 SOURCE_BACKFILL = "backfill"
 SOURCE_BENCHMARK = "benchmark"
+SOURCE_REVIEW = "review"
+TAG_REVISION = "imgtrans/revision"  # the revision a rerender_request run produced
 
 # Tags the warm run workers write on every run they execute (scaleout.app).
 TAG_CELERY_QUEUE = "dagster-celery/queue"
@@ -78,6 +82,13 @@ META_JSON = "meta.json"
 RESULT_PREFIX = "result."
 RESULT_EXTENSIONS = {"png": "png", "jpeg": "jpg", "jpg": "jpg", "webp": "webp"}
 RESULT_CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg", "webp": "image/webp"}
+# Review (the quality gate's queue and revisions): per request ``review.json`` (state, revision, history); the
+# previous revisions' files as ``rev-<n>.<name>`` (``rev-1.result.png``, ``rev-1.meta.json``...); and one folder
+# indexing the requests that entered review (one entry per request), so a queue page lists them without a scan.
+REVIEW_JSON = "review.json"
+REVIEW_INDEX_FOLDER = "review-index"
+REVISION_PREFIX = "rev-"
+STATE_NEEDS_REVIEW = "needs_review"
 HASH_FOLDER_PREFIX = "hash-"  # dedupe index and catalogue: one folder per image content hash
 
 
@@ -92,6 +103,11 @@ def result_name(output_format: str) -> str:
 def find_result_name(names: Iterable[str]) -> str | None:
     """The ``result.*`` artifact among ``names``, if any."""
     return next((name for name in names if name.startswith(RESULT_PREFIX)), None)
+
+
+def revision_name(revision: int, name: str) -> str:
+    """Where revision ``revision``'s copy of artifact ``name`` is kept once a newer revision replaced it."""
+    return f"{REVISION_PREFIX}{revision}.{name}"
 
 
 def index_folder(content_hash: str) -> str:

@@ -123,6 +123,9 @@ class RuntimeSection(_Section):
     # Score every result 0..1 (re-reading the erased lines, checking translation and layout); warn below the minimum.
     quality_score: bool = _env("IMGTRANS_QUALITY_SCORE", True)
     min_quality: float = _env("IMGTRANS_MIN_QUALITY", 0.6, ge=0.0, le=1.0)
+    # Quality gate: a result scoring below this waits for a reviewer (state needs_review) instead of being
+    # delivered; None = off. Above 1 sends every scored result to review.
+    review_below: float | None = _env("IMGTRANS_REVIEW_BELOW", None, ge=0.0)
     # Requests of a batch a stage works on at once; None = the CPU count capped at 4.
     item_threads: int | None = _env("IMGTRANS_ITEM_THREADS", None, ge=1)
     gpu_min_free_mb: int = _env("IMGTRANS_GPU_MIN_FREE_MB", 2048, ge=0)

@@ -1,9 +1,10 @@
 """Per-request status in a Redis hash, so producers can ask "where is my request?" without Dagster.
 
-``{prefix}{request_id}`` holds ``state`` (queued / running / succeeded / failed / dead), ``created_at`` and
-``updated_at`` (ISO 8601 UTC), ``run_id`` and ``run_ids`` (JSON list, every run that touched the request),
-``attempts`` and whatever fields the caller adds (``result_url``, ``error``, delivery outcome, ...). The hash
-expires ``status_ttl_seconds`` after its last update, so finished requests do not accumulate forever.
+``{prefix}{request_id}`` holds ``state`` (queued / running / succeeded / failed / dead, or needs_review: held by
+the quality gate until a reviewer approves or rejects it), ``created_at`` and ``updated_at`` (ISO 8601 UTC),
+``run_id`` and ``run_ids`` (JSON list, every run that touched the request), ``attempts`` and whatever fields the
+caller adds (``result_url``, ``error``, delivery outcome, ...). The hash expires
+``status_ttl_seconds`` after its last update, so finished requests do not accumulate forever.
 
 Each update is one Lua script, so it is atomic and, for the parts that matter, idempotent: ``created_at`` is
 written once, a run id is appended once, and ``attempts`` counts a run id once. The one transition refused is
@@ -25,7 +26,7 @@ from .config import IntakeConfig
 
 logger = logging.getLogger(__name__)
 
-STATES = ("queued", "running", "succeeded", "failed", "dead")
+STATES = ("queued", "running", "succeeded", "failed", "dead", "needs_review")
 _RESERVED = {"state", "created_at", "updated_at", "run_ids", "attempts"}
 
 # KEYS: hash. ARGV: state, now, ttl, force, attempts_increment, run_id, n_set, n_set*(field, value), deletes...

@@ -11,7 +11,7 @@ from dagster import Definitions
 from ..core.settings import Settings, get_settings
 from .assets import TRANSLATION_ASSETS, translate_stored_images
 from .io_managers import translation_items_io_manager, work_items_io_manager
-from .jobs import translate_images
+from .jobs import rerender_request, translate_images
 from .resources import (
     ArtifactStoreResource,
     FetchResource,
@@ -51,7 +51,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
                                            presign_expires_s=settings.s3.presign_expires or 0),
         "runtime": RuntimeResource(item_threads=runtime.item_threads or 1, gpu_min_free_mb=runtime.gpu_min_free_mb,
                                    gpu_wait_timeout_s=runtime.gpu_wait_timeout_s,
-                                   quality_score=runtime.quality_score, min_quality=runtime.min_quality),
+                                   quality_score=runtime.quality_score, min_quality=runtime.min_quality,
+                                   review_below=runtime.review_below or 0.0),
         "translation_items": translation_items_io_manager,  # the assets' per-partition items
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=runtime.batch_size, max_in_flight=settings.intake.max_in_flight,
@@ -63,7 +64,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
 def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=TRANSLATION_ASSETS,
-        jobs=[translate_images, translate_stored_images],
+        jobs=[translate_images, translate_stored_images, rerender_request],
         sensors=[redis_intake_sensor, redis_dead_letter_sensor],
         schedules=[translate_catalogue_schedule],
         resources=build_resources(settings),

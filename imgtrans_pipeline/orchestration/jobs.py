@@ -1,11 +1,12 @@
-"""The job graph: download → ocr → (translate ∥ inpaint) → render → publish."""
+"""The job graphs: download → ocr → (translate ∥ inpaint) → render → publish; and the review's re-render of one
+request (render + quality + publish from its stored artifacts)."""
 
 from __future__ import annotations
 
 from dagster import in_process_executor, job
 
 from .. import names
-from .ops import download, inpaint, ocr, publish, render, translate
+from .ops import download, inpaint, ocr, publish, render, rerender, translate
 
 
 @job(
@@ -19,3 +20,14 @@ from .ops import download, inpaint, ocr, publish, render, translate
 def translate_images() -> None:
     located = ocr(download())
     publish(render(translate(located), inpaint(located)))
+
+
+@job(
+    name=names.RERENDER_JOB,
+    description="Re-render one request from its stored artifacts with a reviewer's corrections: render, quality "
+                "and publish only; a new revision, the previous one kept.",
+    tags={names.TAG_PIPELINE: "rerender"},
+    executor_def=in_process_executor,
+)
+def rerender_request() -> None:
+    rerender()

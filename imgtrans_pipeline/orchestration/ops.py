@@ -138,3 +138,56 @@ def publish(context: OpExecutionContext, items: list[WorkItem]) -> list[dict[str
                       metadata={"failed": MetadataValue.json([o for o in outcomes if o["status"] == "failed"]),
                                 "succeeded": sum(item.ok for item in items)})
     return outcomes
+
+
+# --- review: re-render one request from its stored artifacts ----------------------------------------------------
+
+
+class BlockEditConfig(Config):
+    """A reviewer's change to one block (``review.rerender.BlockEdit``)."""
+
+    block: int = Field(description="0-based block index (ocr.json blocks).")
+    text: str | None = Field(default=None, description="Corrected translation; empty: unchanged.")
+    font_px: int | None = Field(default=None, description="Exact font size in pixels.")
+    color: str | None = Field(default=None, description="Text colour #rrggbb.")
+    keep_original: bool | None = Field(default=None, description="Put the source pixels back, draw nothing.")
+    reset: bool = Field(default=False, description="Drop earlier size/colour/keep overrides of this block.")
+
+
+class RerenderConfig(Config):
+    request_id: str = Field(description="The request to re-render (its artifacts must be stored).")
+    edits: list[BlockEditConfig] = Field(default_factory=list)
+    expected_revision: int = Field(default=0, description="Fail unless the request is at this revision (0: any).")
+    changed_by: str = Field(default="reviewer", description="Who made the change (recorded in meta.json).")
+    note: str = ""
+
+
+@op(name=names.RERENDER, tags={"kind": "cpu"}, **STEP)
+def rerender(context: OpExecutionContext, config: RerenderConfig) -> dict[str, Any]:
+    """Render, score and publish one request again from its stored artifacts with the reviewer's edits: a new
+    revision (the previous one kept as rev-<n>.*)."""
+    from ..review.rerender import BlockEdit
+    from ..review.rerender import rerender as rerender_request
+    from ..review.state import ReviewError
+
+    runner = stage_runner(context.resources)
+    edits = [BlockEdit.from_dict(edit.model_dump()) for edit in config.edits]
+
+    def stage(name: str, items: list[WorkItem]) -> list[WorkItem]:
+        items = run_stage(context, name, items, runner)
+        if name == names.QUALITY:  # the rendered_image materialization and checks, on the request's partition
+            record_requests(context, names.RENDER, items, runner)
+        return items
+
+    try:
+        result = rerender_request(runner, config.request_id, edits, expected_revision=config.expected_revision or None,
+                                  by=config.changed_by, note=config.note, stage=stage, run_id=context.run_id)
+    except ReviewError as error:
+        raise Failure(description=error.message, allow_retries=False,
+                      metadata={"request_id": config.request_id, "error_kind": error.kind}) from error
+    context.add_output_metadata({"request_id": result.request_id, "revision": result.revision,
+                                 "changed": result.changed, "changes": MetadataValue.json(result.changes),
+                                 "score": result.score if result.score is not None else -1.0})
+    context.log.info(f"request {result.request_id}: revision {result.revision}"
+                     + ("" if result.changed else " (the edits changed nothing)"))
+    return result.to_dict()

@@ -205,6 +205,7 @@ class RuntimeResource(ConfigurableResource):
     item_threads: int = 1
     quality_score: bool = default_of(RuntimeSection, "quality_score")
     min_quality: float = default_of(RuntimeSection, "min_quality")
+    review_below: float = 0.0  # the quality gate (IMGTRANS_REVIEW_BELOW); 0 = off
     gpu_min_free_mb: int = default_of(RuntimeSection, "gpu_min_free_mb")
     gpu_wait_timeout_s: float = default_of(RuntimeSection, "gpu_wait_timeout_s")
 
@@ -226,7 +227,8 @@ def stage_runner(resources: Mapping[str, Any] | Any) -> StageRunner:
     get = resources.__getitem__ if isinstance(resources, Mapping) else lambda key: getattr(resources, key)
     runtime = get("runtime")
     return StageRunner(pipeline_engines(resources), item_threads=runtime.item_threads,
-                       quality_score=runtime.quality_score, min_quality=runtime.min_quality)
+                       quality_score=runtime.quality_score, min_quality=runtime.min_quality,
+                       review_below=runtime.review_below or None)
 
 
 class IntakeResource(ConfigurableResource):
@@ -305,6 +307,13 @@ class IntakeResource(ConfigurableResource):
         webhooks = self._webhooks()
         for outcome in outcomes:
             request_id = outcome["request_id"]
+            if outcome["status"] == "needs_review":
+                # Held by the quality gate: nothing is delivered until a reviewer approves (review.actions).
+                review = outcome.get("review") or {}
+                status.mark(request_id, "needs_review", run_id=run_id, result_url=outcome.get("result_url") or "",
+                            meta_url=outcome.get("meta") or "", review_reason=review.get("why") or "",
+                            review_score=review.get("score", ""), review_reasons=review.get("reasons") or [])
+                continue
             delivered_by = status.claim_delivery(request_id, run_id)
             if delivered_by is not None:
                 logger.warning("request %s was already delivered by run %s; run %s does not deliver it again",
@@ -340,7 +349,7 @@ class IntakeResource(ConfigurableResource):
         status, dead = self.status(), self.dead_letters()
         for request_id in request_ids:
             state = status.get(request_id) or {}
-            if state.get("state") in ("succeeded", "dead") and state.get("run_id") == run_id:
+            if state.get("state") in ("succeeded", "dead", "needs_review") and state.get("run_id") == run_id:
                 continue  # the run's publish step already settled it
             if state.get("run_id") not in (None, "", run_id) and state.get("state") in ("running", "succeeded"):
                 continue  # a newer run (a retry) owns it now

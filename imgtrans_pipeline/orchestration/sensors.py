@@ -58,7 +58,7 @@ IN_FLIGHT_STATUSES = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, Dag
 # On by default when IMGTRANS_REDIS_URL is set.
 _DEFAULT_STATUS = DefaultSensorStatus.RUNNING if get_settings().intake.enabled else DefaultSensorStatus.STOPPED
 # States in which a re-sent request id is a duplicate of work already done or under way.
-LIVE_STATES = {"queued", "running", "succeeded"}
+LIVE_STATES = {"queued", "running", "succeeded", "needs_review"}
 # Far above a tick's length (a long poll of <= 4.5 s plus Redis and instance look-ups): the lease only expires
 # under its holder when that holder is stuck, and a holder killed mid-tick holds intake up this long at most.
 TICK_LEASE_SECONDS = 60.0

@@ -99,7 +99,9 @@ def _memory_changed(memory: TranslationMemory, item: WorkItem, prior: dict[str, 
 def record(items: list[WorkItem], store: ArtifactStore, variant: str) -> None:
     """Index each freshly computed success by its dedupe key, so identical later requests reuse it."""
     for item in items:
-        if not item.needs_work or item.source is None or item.result_uri is None:
+        # A result waiting for (or changed by) a reviewer is no answer for other requests.
+        if (not item.needs_work or item.source is None or item.result_uri is None or item.review is not None
+                or item.revision is not None):
             continue
         folder, name = dedupe_key(item, variant)
         try:

@@ -32,6 +32,12 @@ class WorkItem:
     result_uri: str | None = None
     reused_from: str | None = None  # request whose stored result answered this one (dedupe)
     quality: dict[str, Any] | None = None  # score 0..1 with its reasons and components
+    # Review: per-block render overrides (text, font_px, color, keep_original) of a re-render; the quality gate's
+    # verdict (state needs_review, score, threshold, reasons) while the result waits for a reviewer; and what the
+    # revision being published is (number, who changed what).
+    overrides: list[dict[str, Any] | None] | None = None
+    review: dict[str, Any] | None = None
+    revision: dict[str, Any] | None = None
 
     @property
     def request_id(self) -> str:
@@ -45,6 +51,13 @@ class WorkItem:
     def needs_work(self) -> bool:
         """Still to be computed: not failed, and not answered from an earlier identical request."""
         return self.failure is None and self.reused_from is None
+
+    @property
+    def status(self) -> str:
+        """succeeded, failed, or needs_review (a result held by the quality gate until a reviewer decides)."""
+        if self.failure is not None:
+            return "failed"
+        return "needs_review" if self.review is not None else "succeeded"
 
     @property
     def failed_transiently(self) -> bool:

@@ -64,11 +64,12 @@ class StageRunner:
     """Runs stages over batches of ``WorkItem``s with one set of ``Engines``."""
 
     def __init__(self, engines: Engines, *, item_threads: int = 1, quality_score: bool = True,
-                 min_quality: float = 0.6) -> None:
+                 min_quality: float = 0.6, review_below: float | None = None) -> None:
         self.engines = engines
         self.item_threads = max(1, item_threads)
         self.quality_score = quality_score  # off: results are not scored (item.quality stays None)
         self.min_quality = min_quality
+        self.review_below = review_below  # the quality gate (None/0: off): below it a result waits for review
 
     def prepare(self, stage: str) -> None:
         """Load the stage's engine. A failure here is the step's, not a request's: it raises (the Dagster layer
@@ -88,6 +89,8 @@ class StageRunner:
             stages.fetch(self.engines, items)
             return items
         if stage == PUBLISH:
+            for item in items:
+                stages.gate(item, self.review_below)
             stages.publish(self.engines, items, self.engines.versions())
             return items
         if stage == QUALITY and not self.quality_score:

@@ -149,10 +149,11 @@ def render(engines: Engines, item: WorkItem) -> None:
     assert item.source is not None and item.ocr is not None
     assert item.translation is not None and item.inpainted is not None
     options = item.request.options
+    extra: dict[str, Any] = {"overrides": item.overrides} if item.overrides is not None else {}  # a re-render's
     rendered = engines.render(item.inpainted.pixels, item.source.pixels, item.ocr.blocks,
                               item.translation.translations, item.request.target_lang,
                               output_format=options.output_format, jpeg_quality=options.jpeg_quality,
-                              obstacles=item.ocr.kept_blocks)  # text left in place is never drawn over
+                              obstacles=item.ocr.kept_blocks, **extra)  # text left in place is never drawn over
     item.rendered = rendered
     name = result_name(rendered.format)
     item.result_uri = engines.store.put(item.request_id, name, rendered.encoded, RESULT_CONTENT_TYPES[rendered.format])
@@ -171,6 +172,21 @@ def assess(engines: Engines, item: WorkItem) -> None:
               reasons="; ".join(quality.reasons[:3]) or None)
 
 
+def gate(item: WorkItem, review_below: float | None) -> None:
+    """The quality gate: a scored result below ``review_below`` waits for a reviewer instead of being delivered
+    (``item.review``). A verdict already set (a re-render of a request under review) is kept: only a reviewer
+    releases a result, never a better score."""
+    if (not review_below or item.review is not None or item.revision is not None or not item.needs_work
+            or item.quality is None):
+        return
+    score = float(item.quality.get("score", 1.0))
+    if score < review_below:
+        item.review = {"state": "needs_review", "score": round(score, 4), "threshold": review_below,
+                       "reasons": list(item.quality.get("reasons", [])),
+                       "why": f"quality score {score:.2f} is below IMGTRANS_REVIEW_BELOW={review_below}"}
+        log_event(logger, logging.INFO, "review.needed", request_id=item.request_id, score=score)
+
+
 # --- publish (batch: every request ends with a record, failed ones included) -------------------------------------
 
 
@@ -178,7 +194,7 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
     """The per-request record: status, hash, timings per stage, engines and versions, artifacts."""
     meta: dict[str, Any] = {
         "request": item.request.to_dict(),
-        "status": "succeeded" if item.ok else "failed",
+        "status": item.status,
         "pipeline_version": PIPELINE_VERSION,
         "package_version": __version__,
         "content_hash": item.source.content_hash if item.source else None,
@@ -215,11 +231,16 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
                           "blocks_drawn": item.rendered.blocks_drawn, **item.rendered.extra}
     if item.quality is not None:
         meta["quality"] = item.quality
+    if item.review is not None:
+        meta["review"] = item.review
+    if item.revision is not None:
+        meta["revision"] = item.revision
     return meta
 
 
 def publish(engines: Engines, items: list[WorkItem], engine_versions: dict[str, str]) -> None:
-    """Write ``meta.json`` for every request (failed ones too), then index the fresh successes for dedupe."""
+    """Write ``meta.json`` for every request (failed ones too; one held by the quality gate also enters the review
+    queue), then index the fresh successes for dedupe."""
     store = engines.store
     for item in items:
         start = time.perf_counter()
@@ -228,19 +249,23 @@ def publish(engines: Engines, items: list[WorkItem], engine_versions: dict[str, 
             item.artifacts[META_JSON] = store.uri(item.request_id, META_JSON)
             meta = build_meta(item, engine_versions)
             put_json(store, item.request_id, META_JSON, meta)
+            if item.review is not None and item.revision is None:
+                from ..review.state import enter_review  # review imports the pipeline: imported when used
+
+                enter_review(store, item.request_id, meta)  # the review queue without Redis
         except Exception as error:
             if item.ok:
                 item.fail(error, "publish")
         finally:
             item.timings["publish"] += time.perf_counter() - start
         log_event(logger, logging.INFO if item.ok else logging.WARNING, "request.finished",
-                  request_id=item.request_id, status="succeeded" if item.ok else "failed", result=item.result_uri)
+                  request_id=item.request_id, status=item.status, result=item.result_uri)
     dedupe.record(items, store, engines.variant)
 
 
 def outcome(item: WorkItem, store: Any) -> dict[str, Any]:
     """What a producer hears about a finished request (results list, webhook, CLI)."""
-    return {"request_id": item.request_id, "status": "succeeded" if item.ok else "failed",
+    return {"request_id": item.request_id, "status": item.status, "review": item.review,
             "result": item.result_uri, "result_url": public_url(store, item),
             "meta": item.artifacts.get(META_JSON), "error": item.failure, "reused_from": item.reused_from,
             "callback_url": item.request.callback_url, "request": item.request.to_dict()}
