@@ -125,3 +125,22 @@ def test_glossary_scope_travels_in_messages_and_config() -> None:
     assert parse_message(json.dumps(message)).options.glossary_scope == "shop-a"
     with pytest.raises(InvalidRequest, match=r"options\.glossary_scope"):
         parse_request({**message, "options": {"glossary_scope": "shop a"}})
+
+
+def test_a_reviewers_corrected_block_says_so_after_the_re_render_reads_it_back() -> None:
+    from imgtrans_pipeline.core.types import OcrResult, TextBlock, TranslationResult
+    from imgtrans_pipeline.pipeline import WorkItem
+    from imgtrans_pipeline.review.rerender import BlockEdit, apply_edits, translation_from_dict
+
+    stored = TranslationResult(["全场包邮", "限时特价"], ["Full mail package", "Flash sale"], "zh", "en", "ctranslate2",
+                               "argos-zh_en-1.9", sources=[{"origin": "engine", "engine": "ctranslate2"},
+                                                           {"origin": "memory", "scope": "shop-a"}])
+    loaded = translation_from_dict(json.loads(json.dumps(stored.to_dict())))
+    assert loaded.sources == stored.sources
+    blocks = [TextBlock([], text, (0, 0, 10, 10)) for text in stored.source_texts]
+    item = WorkItem(parse_request({"request_id": "r1", "image_url": "https://example.com/a.png",
+                                   "source_lang": "zh", "target_lang": "en"}),
+                    ocr=OcrResult([], blocks, "rapidocr"), translation=loaded)
+    apply_edits(item, [BlockEdit(0, text="Free shipping")], {})
+    assert item.translation is not None and item.translation.translations[0] == "Free shipping"
+    assert [s["origin"] for s in item.translation.sources] == ["reviewer", "memory"]
