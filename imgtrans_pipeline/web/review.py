@@ -397,8 +397,10 @@ def create_review_app(service: Any, monitor: Any, *, host: str = "127.0.0.1", to
 
     from .app import create_app
 
-    return create_app(monitor, host=host, token=token, routes=[Mount("/review", routes=review_routes(service))],
-                      links=[("/review/", "review queue (requests held by the quality gate)")])
+    app = create_app(monitor, host=host, token=token, routes=[Mount("/review", routes=review_routes(service))],
+                     links=[("/review/", "review queue (requests held by the quality gate)")])
+    app.state.review_service = service
+    return app
 
 
 def review_server(*, host: str, port: int, token: str | None, instance: Any, settings: Any = None) -> Any:

@@ -2,7 +2,8 @@
 
 Proven here: requests pushed to Redis come back translated with no other command; the runs execute on the warm
 workers (the second run loads no engine); daemon and webserver share one long-lived code server; the gpu pool
-has one slot per worker on a host without GPU; SIGTERM stops every process it started.
+has one slot per worker on a host without GPU; the review page and /metrics are served by the same command;
+SIGTERM stops every process it started.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -55,8 +57,10 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
            "IMGTRANS_CELERY_BROKER": redis_server.url.rsplit("/", 1)[0] + "/1", "IMGTRANS_BATCH_SIZE": "2"}
     images = [text_image([line], width=320, height=120, font_size=40, top=30).save(tmp_path / f"s{i}.png")
               for i, line in enumerate(["全新升级", "限时特价", "天然棉麻面料"])]
+    review_port = free_port()
     proc = subprocess.Popen([str(BIN / "imgtrans"), "serve", "--no-webserver", "--run-workers", "1",
-                             "--code-port", str(free_port()), "--log-dir", str(logs)],
+                             "--code-port", str(free_port()), "--log-dir", str(logs),
+                             "--review-port", str(review_port)],
                             cwd=PROJECT, env=env, start_new_session=True)
     try:
         # One request first (its run warms nothing: the pool process preloaded the engines), then two together.
@@ -70,6 +74,15 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
         results = {**first, **rest}
         assert {rid: r["status"] for rid, r in results.items()} == dict.fromkeys(("sv-0", "sv-1", "sv-2"), "succeeded")
         assert all(Path(r["result_url"].removeprefix("file://")).exists() for r in results.values())
+
+        # One app in the serve process: the review page beside /metrics and /status.
+        review = f"http://127.0.0.1:{review_port}"
+        with urllib.request.urlopen(f"{review}/review/", timeout=30) as page:
+            assert page.status == 200 and "Review queue" in page.read().decode()
+        with urllib.request.urlopen(f"{review}/metrics", timeout=30) as metrics:
+            assert metrics.status == 200 and b"imgtrans_up" in metrics.read()
+        with urllib.request.urlopen(f"{review}/status", timeout=30) as status:
+            assert status.status == 200
 
         workspace = (home / "workspace.serve.yaml").read_text()
         assert "grpc_server" in workspace and LOCATION in workspace
