@@ -289,6 +289,7 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def _cmd_review(args: argparse.Namespace) -> int:
     """Serve the review page (and /metrics, /status) until Ctrl-C or SIGTERM."""
+    from .web import check_token_rule
     from .web.review import review_server
 
     settings = get_settings()
@@ -296,6 +297,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"artifacts": args.artifacts})
     token = settings.web.review_token.get_secret_value() if settings.web.review_token else None
     try:
+        check_token_rule(args.host, token)  # before touching the Dagster instance
         server = review_server(host=args.host, port=args.port, token=token, instance=dagster_instance(),
                                settings=settings)
     except (ValueError, OSError) as error:  # no token off loopback, a busy port

@@ -6,8 +6,13 @@ are answered with the right status and a message."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +218,23 @@ def test_the_token_is_required_when_configured(held):
         assert client.get(f"/review/requests/{ids[2]}/image/result", params={"token": TOKEN}).status_code == 200
     with pytest.raises(ValueError, match="requires a token"):
         create_review_app(service, _monitor(), host="0.0.0.0", token=None)
+
+
+def test_review_command_serves_the_page_and_refuses_a_public_address_without_token(held, tmp_path, capsys):
+    service, ids = held
+    assert main(["review", "--host", "0.0.0.0", "--port", "0"]) == 2
+    assert "requires a token (IMGTRANS_REVIEW_TOKEN)" in capsys.readouterr().err
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-m", "imgtrans_pipeline.cli", "review", "--port", "0"], env=env,
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        line = proc.stdout.readline()  # type: ignore[union-attr]
+        match = re.search(r"on (http://127\.0\.0\.1:\d+)/review/", line)
+        assert match, line
+        with urllib.request.urlopen(f"{match.group(1)}/review/", timeout=30) as page:
+            body = page.read().decode()
+        assert all(f'data-request-id="{rid}"' in body for rid in ids if service.details(rid)["state"]
+                   == names.STATE_NEEDS_REVIEW)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0

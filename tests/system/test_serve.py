@@ -34,6 +34,13 @@ def test_threads_are_split_to_about_one_per_core(cores, workers, split):
     assert thread_split(cores, workers) == split
 
 
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # a short-lived child (e.g. a health check) ended since the tree was listed
+        return ""
+
+
 def _wait_results(client, ids: set[str], proc: subprocess.Popen[bytes], logs: Path, timeout: float) -> dict:
     results: dict[str, dict] = {}
     deadline = time.monotonic() + timeout
@@ -87,9 +94,9 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
         workspace = (home / "workspace.serve.yaml").read_text()
         assert "grpc_server" in workspace and LOCATION in workspace
         tree = psutil.Process(proc.pid).children(recursive=True)
-        (code_server,) = [p for p in tree if "code-server start" in " ".join(p.cmdline())]
+        (code_server,) = [p for p in tree if "code-server start" in _cmdline(p)]
         under_code_server = {p.pid for p in code_server.children(recursive=True)}
-        grpc = [p for p in tree if "api grpc" in " ".join(p.cmdline())]
+        grpc = [p for p in tree if "api grpc" in _cmdline(p)]
         # The daemon manages no code server of its own: the one gRPC process is the one the code server runs.
         assert grpc and all(p.pid in under_code_server for p in grpc)
         with DagsterInstance.from_config(str(home)) as instance:
