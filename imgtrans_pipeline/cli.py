@@ -378,6 +378,31 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_review(args: argparse.Namespace) -> int:
+    """Serve the review page (and /metrics, /status) until Ctrl-C or SIGTERM."""
+    from .web import check_token_rule
+    from .web.review import review_server
+
+    settings = get_settings()
+    if args.artifacts:
+        settings = settings.model_copy(update={"artifacts": args.artifacts})
+    token = settings.web.review_token.get_secret_value() if settings.web.review_token else None
+    try:
+        check_token_rule(args.host, token)  # before touching the Dagster instance
+        server = review_server(host=args.host, port=args.port, token=token, instance=dagster_instance(),
+                               settings=settings)
+    except (ValueError, OSError) as error:  # no token off loopback, a busy port
+        print(f"imgtrans review: {error}", file=sys.stderr)
+        return 2
+
+    def announce() -> None:
+        hint = " (token required: add ?token=...)" if token else ""
+        print(f"imgtrans review page on {server.url}/review/{hint}; Ctrl-C stops it", flush=True)
+
+    server.serve_until_signalled(ready=announce)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgtrans", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -430,6 +455,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             decide.add_argument("--reason", required=True)
         decide.set_defaults(func=_cmd_decide)
+    rv = sub.add_parser("review", help="serve the review page (queue, correct, re-render, approve, reject) with "
+                                       "/metrics and /status")
+    rv.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1; any other needs IMGTRANS_REVIEW_TOKEN)")
+    rv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    rv.add_argument("--artifacts", help="artifact store (default: IMGTRANS_ARTIFACTS or ./artifacts)")
+    rv.set_defaults(func=_cmd_review)
     add_status_commands(sub)  # status, metrics-server
     add_serve_command(sub)
     args = parser.parse_args(argv)
