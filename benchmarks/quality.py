@@ -651,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     engines = build_engines(workdir / "measure")
     records: dict[str, list[dict[str, Any]]] = {"synthetic": [], "real": []}
     ocr = engines["ocr_engine"]
+    if not hasattr(ocr, "recognize"):  # the OCR resource hands out its router (the pipeline's OCR entry point)
+        ocr = ocr.router()
 
     for start in range(0, len(pages), args.batch_size):
         batch = pages[start:start + args.batch_size]

@@ -278,7 +278,8 @@ def _inner_background(labels: np.ndarray, seg: np.ndarray, box: np.ndarray, text
     return big[comp] if np.any(big) else None
 
 
-def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, float, float, float]) -> np.ndarray:
+def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, float, float, float],
+                     band: float) -> np.ndarray:
     """For every pixel, the segment it belongs to (segment pixels keep their id).
 
     With one segment that is all. With several (a band edge running through the line), the boundary between
@@ -297,8 +298,17 @@ def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, floa
     assign = lut[nearest]
     if n_seg == 1:
         return assign
-    ys, xs = np.nonzero((seg > 0) & near)
-    if len(ys) < 30:
+    # Train on the pixels along the boundaries only (a strip of equal width on both sides), so the fitted
+    # boundary lies on the edge rather than between the segments' centres.
+    strip = np.zeros(seg.shape, bool)
+    for s in range(1, n_seg + 1):
+        other = ((seg > 0) & (seg != s)).astype(np.uint8)
+        if not other.any():
+            continue
+        dist = cv2.distanceTransform(1 - other, cv2.DIST_L2, 3)
+        strip |= (seg == s) & (dist <= band)
+    ys, xs = np.nonzero(strip & near)
+    if len(ys) < 30 or len(np.unique(seg[ys, xs])) < 2:
         return assign
     if len(ys) > _MAX_FIT_SAMPLES:
         pick = np.random.default_rng(0).choice(len(ys), _MAX_FIT_SAMPLES, replace=False)
@@ -389,7 +399,7 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     logger.debug("segments: joint=%s per=%s", joint and (round(joint.sigma, 1), round(joint.outliers, 3)),
                  {s: m and (round(m.sigma, 1), round(m.outliers, 3), int((seg == s).sum())) for s, m in models.items()})
     near = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(3, round(0.3 * h_px)))) > 0
-    assign = _assign_segments(seg, near, scale)
+    assign = _assign_segments(seg, near, scale, max(3.0, 0.15 * h_px))
     modelled = np.zeros(poly.shape, bool)  # pixels whose nearest segment has a trusted model
     for s, model in models.items():
         if model is not None and model.ok:
