@@ -92,6 +92,7 @@ def _lab(pixels: np.ndarray) -> np.ndarray:
 def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12) -> np.ndarray:
     """Cluster centres of ``samples`` (Nx3) by k-means with k-means++ seeding; deterministic for a seed."""
     rng = np.random.default_rng(seed)
+    samples = samples.astype(np.float32, copy=False)
     n = len(samples)
     k = max(1, min(k, n))
     centres = [samples[int(rng.integers(n))]]
@@ -106,8 +107,9 @@ def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12) ->
     c = np.asarray(centres, np.float32)
     for _ in range(iterations):
         labels = _nearest(samples, c)
-        moved = np.array([samples[labels == j].mean(axis=0) if np.any(labels == j) else c[j]
-                          for j in range(len(c))], np.float32)
+        counts = np.bincount(labels, minlength=len(c)).astype(np.float32)
+        sums = np.stack([np.bincount(labels, weights=samples[:, j], minlength=len(c)) for j in range(3)], axis=1)
+        moved = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], c).astype(np.float32)
         if np.allclose(moved, c, atol=0.05):
             break
         c = moved
@@ -115,8 +117,20 @@ def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12) ->
 
 
 def _nearest(values: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    d = ((values[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    # |v - c|^2 = |v|^2 - 2 v.c + |c|^2; |v|^2 is the same for every centre.
+    d = (centres * centres).sum(axis=1)[None, :] - 2.0 * (values.astype(np.float32, copy=False) @ centres.T)
     return np.argmin(d, axis=1)
+
+
+def _solve(a: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Least squares by the normal equations: the design is small (<= 6 terms) and scaled to [-1, 1], so this is
+    as accurate as an SVD here and much cheaper."""
+    ata = a.T @ a
+    ata[np.diag_indices_from(ata)] += 1e-9 * (float(np.trace(ata)) + 1.0)
+    try:
+        return np.linalg.solve(ata, a.T @ v)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(a, v, rcond=None)[0]
 
 
 def _design(xs: np.ndarray, ys: np.ndarray, order: int, scale: tuple[float, float, float, float]) -> np.ndarray:
@@ -166,7 +180,7 @@ def _fit(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, scale: tuple[float,
     for _ in range(3):  # refit without the pixels the previous fit missed by far (stray AA, shadow tails)
         if keep.sum() < a.shape[1] + 2:
             break
-        coef = np.linalg.lstsq(a[keep], v[keep], rcond=None)[0]
+        coef = _solve(a[keep], v[keep])
         resid = np.abs(a @ coef - v)
         sigma = float(np.max(np.median(resid[keep], axis=0))) * 1.4826
         keep = resid.max(axis=1) <= max(3.0 * sigma, 3.0)
@@ -196,33 +210,51 @@ class _LocalModel:
 def _fit_local(weights: np.ndarray, values: np.ndarray, check: np.ndarray, radius: float,
                wanted: np.ndarray) -> _LocalModel | None:
     """``weights``: HxW bool, the segment pixels to fit; ``values``: HxWx3 float; ``check``: the pixels whose
-    residual decides whether the model is trusted."""
+    residual decides whether the model is trusted; ``wanted``: further pixels to predict.
+
+    The planes vary over ``radius`` pixels, so they are solved on a grid of cells a third of that wide (exact
+    moments per cell, the Gaussian applied on the grid) and their coefficients interpolated back to the pixels.
+    """
     if weights.sum() < 12 or not check.any():
         return None
     hh, ww = weights.shape
-    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float64)
+    step = max(1, int(radius // 3))
+    gh, gw = -(-hh // step), -(-ww // step)
+    yy, xx = np.mgrid[0:hh, 0:ww].astype(np.float32)
     xx = (xx - ww / 2.0) / radius
     yy = (yy - hh / 2.0) / radius
-    w = weights.astype(np.float64)
-
-    def blur(a: np.ndarray) -> np.ndarray:
-        return cv2.GaussianBlur(a, (0, 0), radius, borderType=cv2.BORDER_CONSTANT)
-
-    m0, mx, my = blur(w), blur(w * xx), blur(w * yy)
-    mxx, mxy, myy = blur(w * xx * xx), blur(w * xx * yy), blur(w * yy * yy)
+    w = weights.astype(np.float32)
+    vals = values.astype(np.float32) * w[..., None]
+    # Moments of the weights (1, x, y, xx, xy, yy) and of the values (1, x, y per channel), per pixel.
+    planes = [w, w * xx, w * yy, w * xx * xx, w * xx * yy, w * yy * yy]
+    for c in range(3):
+        planes += [vals[..., c], vals[..., c] * xx, vals[..., c] * yy]
+    stack = np.zeros((gh * step, gw * step, len(planes)), np.float32)
+    stack[:hh, :ww] = np.stack(planes, axis=-1)
+    cells = stack.reshape(gh, step, gw, step, len(planes)).mean(axis=(1, 3))
+    sigma_cells = radius / step
+    cells = np.stack([cv2.GaussianBlur(np.ascontiguousarray(cells[..., i]), (0, 0), sigma_cells,
+                                       borderType=cv2.BORDER_CONSTANT) for i in range(len(planes))], axis=-1)
+    cells = cells.reshape(-1, len(planes)).astype(np.float64)
+    m0, mx, my, mxx, mxy, myy = (cells[:, i] for i in range(6))
     ridge = 1e-3 * m0 + 1e-12
     a = np.stack([np.stack([m0, mx, my], -1), np.stack([mx, mxx + ridge, mxy], -1),
-                  np.stack([my, mxy, myy + ridge], -1)], -2)  # HxWx3x3
-    rhs = np.empty((hh, ww, 3, 3))
-    for c in range(3):
-        v = values[..., c].astype(np.float64) * w
-        rhs[..., 0, c], rhs[..., 1, c], rhs[..., 2, c] = blur(v), blur(v * xx), blur(v * yy)
-    supported = (m0 > 1e-3) & (wanted | check)
+                  np.stack([my, mxy, myy + ridge], -1)], -2)  # Nx3x3
+    rhs = cells[:, 6:].reshape(-1, 3, 3).transpose(0, 2, 1)  # N x terms x channels
+    good = m0 > 1e-3
+    coef = np.zeros((len(cells), 3, 3))
+    if good.any():
+        coef[good] = np.linalg.solve(a[good], rhs[good])
+    # Back to pixels: coefficients (and the unsupported cells, which must not leak into a blend) interpolated.
+    fields = np.concatenate([coef.reshape(gh, gw, 9), (~good).reshape(gh, gw, 1).astype(np.float64)], axis=-1)
+    full = cv2.resize(fields.astype(np.float32), (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
+    full = full[:hh, :ww]
+    supported = (full[..., 9] < 1e-6) & (wanted | check)
     image = np.full((hh, ww, 3), np.nan)
     if supported.any():
-        coef = np.linalg.solve(a[supported], rhs[supported])  # Nx3(terms)x3(channels)
-        basis = np.stack([np.ones(int(supported.sum())), xx[supported], yy[supported]], -1)
-        image[supported] = np.einsum("nt,ntc->nc", basis, coef)
+        k = full[supported][:, :9].reshape(-1, 3, 3).astype(np.float64)
+        basis = np.stack([np.ones(int(supported.sum())), xx[supported], yy[supported]], -1).astype(np.float64)
+        image[supported] = np.einsum("nt,ntc->nc", basis, k)
     probe = check & supported
     if probe.sum() < 8:
         return None
@@ -319,7 +351,7 @@ def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, floa
     target[np.arange(len(ys)), truth] = 1.0
     weight = 1.0 / np.bincount(truth, minlength=n_seg)[truth]  # balanced: a small segment counts as much
     sw = np.sqrt(weight)[:, None]
-    coef = np.linalg.lstsq(a * sw, target * sw, rcond=None)[0]
+    coef = _solve(a * sw, target * sw)
     if np.mean(np.argmax(a @ coef, axis=1) == truth) < 0.97:
         return assign
     fy, fx = np.nonzero(seg == 0)
