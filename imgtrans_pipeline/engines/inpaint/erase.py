@@ -45,10 +45,11 @@ logger = logging.getLogger(__name__)
 
 FLAT = "flat"
 GRADIENT = "gradient"
+PATTERN = "pattern"
 INPAINTED = "inpainted"
 FALLBACK = "fallback"
 SKIPPED = "skipped"
-LINE_KINDS = (FLAT, GRADIENT, INPAINTED, FALLBACK, SKIPPED)
+LINE_KINDS = (FLAT, GRADIENT, PATTERN, INPAINTED, FALLBACK, SKIPPED)
 
 _CLUSTERS = 4  # text fill, outline/shadow, anti-aliasing and one or two background colours
 _SAMPLE = 4000  # pixels per line used to find the cluster centres
@@ -198,6 +199,7 @@ class _LocalModel:
     image: np.ndarray  # HxWx3 float, NaN where the segment has no support
     sigma: float
     outliers: float
+    pattern: bool = False  # a profile along one direction (stripes), not a smooth surface
 
     @property
     def ok(self) -> bool:
@@ -262,6 +264,70 @@ def _fit_local(weights: np.ndarray, values: np.ndarray, check: np.ndarray, radiu
     sigma = float(np.median(resid)) * 1.4826
     outliers = float(np.mean(resid > max(5.0 * sigma, 10.0)))
     return _LocalModel(image=image, sigma=sigma, outliers=outliers)
+
+
+_COARSE_ANGLES = np.deg2rad(np.arange(0.0, 180.0, 3.0))
+_PROFILE_BIN = 0.5  # px along the profile direction
+_PROFILE_SAMPLES = 20000
+
+
+def _profile_sse(xs: np.ndarray, ys: np.ndarray, v: np.ndarray, angle: float) -> float:
+    """Squared error of ``v`` around its mean per bin of the projection on ``angle`` (bins of _PROFILE_BIN)."""
+    p = xs * math.cos(angle) + ys * math.sin(angle)
+    b = ((p - p.min()) / _PROFILE_BIN).astype(np.int64)
+    cnt = np.bincount(b).astype(np.float64)
+    sse = 0.0
+    for c in range(3):
+        s1 = np.bincount(b, weights=v[:, c])
+        s2 = np.bincount(b, weights=v[:, c] * v[:, c])
+        sse += float(np.sum(s2 - s1 * s1 / np.maximum(cnt, 1.0)))
+    return sse
+
+
+def _fit_profile(known: np.ndarray, values: np.ndarray, wanted: np.ndarray, seed: int = 0) -> _LocalModel | None:
+    """Background that only varies along one direction (slanted stripes, bands and edges at any angle, linear
+    gradients): the colour is a profile over the projection on the best direction, each bin the mean of the
+    known pixels that project into it. Stripe edges under the glyphs come back where they were instead of being
+    approximated by the nearest stripe's colour."""
+    ys, xs = np.nonzero(known)
+    if len(ys) < 200:
+        return None
+    xs_f, ys_f = xs.astype(np.float64), ys.astype(np.float64)
+    v = values[ys, xs].astype(np.float64)
+    if len(ys) > _PROFILE_SAMPLES:
+        pick = np.random.default_rng(seed).choice(len(ys), _PROFILE_SAMPLES, replace=False)
+        sx, sy, sv = xs_f[pick], ys_f[pick], v[pick]
+    else:
+        sx, sy, sv = xs_f, ys_f, v
+    coarse = min(_COARSE_ANGLES, key=lambda a: _profile_sse(sx, sy, sv, float(a)))
+    fine = coarse + np.deg2rad(np.arange(-3.0, 3.01, 0.25))
+    angle = float(min(fine, key=lambda a: _profile_sse(sx, sy, sv, float(a))))
+    cos, sin = math.cos(angle), math.sin(angle)
+    p = xs_f * cos + ys_f * sin
+    hh, ww = known.shape
+    corners = np.array([0.0, ww - 1.0]) * cos
+    lo = float(min(corners.min() + min(0.0, (hh - 1.0) * sin), p.min()))
+    b = ((p - lo) / _PROFILE_BIN).astype(np.int64)
+    keep = np.ones(len(b), bool)
+    profile = np.zeros((1, 3))
+    cnt = np.zeros(1)
+    for _ in range(2):  # second pass without the pixels the first missed by far (stray anti-aliasing)
+        cnt = np.bincount(b[keep]).astype(np.float64)
+        sums = np.stack([np.bincount(b[keep], weights=v[keep, c]) for c in range(3)], axis=1)
+        profile = sums / np.maximum(cnt, 1.0)[:, None]
+        resid = np.abs(profile[np.minimum(b, len(cnt) - 1)] - v).max(axis=1)
+        sigma = float(np.median(resid)) * 1.4826
+        keep = resid <= max(3.0 * sigma, 6.0)
+    resid = np.abs(profile[np.minimum(b, len(cnt) - 1)] - v).max(axis=1)
+    sigma = float(np.median(resid)) * 1.4826
+    outliers = float(np.mean(resid > max(5.0 * sigma, 10.0)))
+    wy, wx = np.nonzero(wanted)
+    wb = ((wx * cos + wy * sin - lo) / _PROFILE_BIN).astype(np.int64)
+    ok = (wb >= 0) & (wb < len(cnt))
+    ok[ok] = cnt[wb[ok]] >= 3
+    image = np.full((hh, ww, 3), np.nan)
+    image[wy[ok], wx[ok]] = profile[wb[ok]]
+    return _LocalModel(image=image, sigma=sigma, outliers=outliers, pattern=True)
 
 
 # --- one line -----------------------------------------------------------------------------------------------------
@@ -418,16 +484,29 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     if joint is not None and joint.ok:
         models = dict.fromkeys(range(1, n_seg + 1), joint)
     else:
-        near_text = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(2, round(0.25 * h_px)))) > 0
         for s in range(1, n_seg + 1):
             ys_s, xs_s = np.nonzero(core & (seg == s))
-            model: _Model | _LocalModel | None = _fit(xs_s, ys_s, roi_f[ys_s, xs_s], scale, seed + s)
+            models[s] = _fit(xs_s, ys_s, roi_f[ys_s, xs_s], scale, seed + s)
+        # The segments under the glyphs, when one of them is no smooth surface or there are several (stripes, a
+        # straight edge at an angle): one profile along a direction for all of them, when that fits. It puts
+        # the edges between them back where they were; the nearest segment only approximates them.
+        in_box = np.bincount(seg[box], minlength=n_seg + 1)[1:]
+        under = [s for s in range(1, n_seg + 1) if in_box[s - 1] >= 0.03 * max(1, int(in_box.sum()))]
+        if len(under) >= 2 or any(models[s] is None or not models[s].ok for s in under):  # type: ignore[union-attr]
+            glyphish = cv2.dilate((box & (seg == 0)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            profile = _fit_profile(np.isin(seg, under) & ~glyphish & ~protect, roi_f, region & ~protect, seed)
+            logger.debug("profile over %s: %s", under, profile and (round(profile.sigma, 1),
+                                                                      round(profile.outliers, 3)))
+            if profile is not None and profile.ok:
+                models.update(dict.fromkeys(under, profile))
+        near_text = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(2, round(0.25 * h_px)))) > 0
+        for s in range(1, n_seg + 1):
+            model = models[s]
             if model is None or not model.ok:
                 local = _fit_local(core & (seg == s), roi_f, core & (seg == s) & near_text,
                                    max(3.0, 0.45 * h_px), near_text & region)
                 if local is not None and (model is None or local.sigma < model.sigma):
-                    model = local
-            models[s] = model
+                    models[s] = local
     logger.debug("segments: joint=%s per=%s", joint and (round(joint.sigma, 1), round(joint.outliers, 3)),
                  {s: m and (round(m.sigma, 1), round(m.outliers, 3), int((seg == s).sum())) for s, m in models.items()})
     near = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(3, round(0.3 * h_px)))) > 0
@@ -503,6 +582,8 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     if np.any(model_part) and np.count_nonzero(model_part) >= np.count_nonzero(glyphs & ~modelled):
         ranges = np.ptp(predicted[model_part], axis=0) if np.any(model_part) else np.zeros(3)
         kind = GRADIENT if float(np.max(ranges)) > _GRADIENT_RANGE else FLAT
+        if any(isinstance(m, _LocalModel) and m.pattern for m in models.values()):
+            kind = PATTERN
     else:
         kind = INPAINTED
     return _Line(kind, fill_mask=model_part, fill_values=predicted,
