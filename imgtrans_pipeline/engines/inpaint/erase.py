@@ -499,6 +499,12 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
                                                                       round(profile.outliers, 3)))
             if profile is not None and profile.ok:
                 models.update(dict.fromkeys(under, profile))
+            elif len(under) >= 2:  # stripes next to a plain band: a profile for the stripes alone
+                for s in under:
+                    if models[s] is None or not models[s].ok:  # type: ignore[union-attr]
+                        own = _fit_profile((seg == s) & ~glyphish & ~protect, roi_f, region & ~protect, seed + s)
+                        if own is not None and own.ok:
+                            models[s] = own
         near_text = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(2, round(0.25 * h_px)))) > 0
         for s in range(1, n_seg + 1):
             model = models[s]
