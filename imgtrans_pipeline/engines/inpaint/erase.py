@@ -153,13 +153,16 @@ class _Model:
     scale: tuple[float, float, float, float]
     sigma: float  # robust residual, levels (max over channels)
     outliers: float  # share of the fit pixels missed by far
+    lo: np.ndarray | None = None  # per channel, the range of the fitted values: no extrapolating beyond it
+    hi: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:
         return self.sigma <= _MODEL_SIGMA and self.outliers <= _MODEL_OUTLIERS
 
     def predict(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-        return _design(xs.astype(np.float64), ys.astype(np.float64), self.order, self.scale) @ self.coef
+        values = _design(xs.astype(np.float64), ys.astype(np.float64), self.order, self.scale) @ self.coef
+        return values if self.lo is None or self.hi is None else np.clip(values, self.lo, self.hi)
 
 
 def _fit(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, scale: tuple[float, float, float, float],
@@ -187,7 +190,8 @@ def _fit(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, scale: tuple[float,
         keep = resid.max(axis=1) <= max(3.0 * sigma, 3.0)
     resid = np.abs(a @ coef - v).max(axis=1)
     outliers = float(np.mean(resid > max(5.0 * sigma, 10.0)))
-    return _Model(coef=coef, order=order, scale=scale, sigma=sigma, outliers=outliers)
+    return _Model(coef=coef, order=order, scale=scale, sigma=sigma, outliers=outliers,
+                  lo=v.min(axis=0) - 3.0 * sigma - 2.0, hi=v.max(axis=0) + 3.0 * sigma + 2.0)
 
 
 @dataclass
@@ -357,7 +361,7 @@ def _inner_background(labels: np.ndarray, seg: np.ndarray, box: np.ndarray, text
     when what is left for text is too much of the box, the text colour whose pixels form the thickest blob.
     Its large components are returned, or None."""
     inside = box & (seg == 0)
-    if inside.sum() <= _MAX_GLYPH_SHARE * 0.8 * box.sum():
+    if inside.sum() <= 0.3 * box.sum():
         return None
     best: tuple[float, int] | None = None
     for c in text_clusters:
@@ -377,7 +381,7 @@ def _inner_background(labels: np.ndarray, seg: np.ndarray, box: np.ndarray, text
 
 
 def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, float, float, float],
-                     band: float) -> np.ndarray:
+                     band: float, *, fit_boundary: bool = True) -> np.ndarray:
     """For every pixel, the segment it belongs to (segment pixels keep their id).
 
     With one segment that is all. With several (a band edge running through the line), the boundary between
@@ -394,7 +398,7 @@ def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, floa
     lut = np.zeros(int(nearest.max()) + 1, np.int32)
     lut[nearest[seg > 0]] = seg[seg > 0]
     assign = lut[nearest]
-    if n_seg == 1:
+    if n_seg == 1 or not fit_boundary:
         return assign
     # Train on the pixels along the boundaries only (a strip of equal width on both sides), so the fitted
     # boundary lies on the edge rather than between the segments' centres.
@@ -422,7 +426,18 @@ def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, floa
         return assign
     fy, fx = np.nonzero(seg == 0)
     scores = _design(fx.astype(np.float64), fy.astype(np.float64), 2, scale) @ coef
-    assign[fy, fx] = np.argmax(scores, axis=1).astype(np.int32) + 1
+    chosen = np.argmax(scores, axis=1).astype(np.int32) + 1
+    # The boundary only decides near both sides: a pixel far from the segment it picked (a quadratic swinging
+    # round a small segment at the edge of the ROI) keeps its nearest segment.
+    reach = 3.0 * band
+    for s in range(1, n_seg + 1):
+        picked = chosen == s
+        if not picked.any():
+            continue
+        dist = cv2.distanceTransform((seg != s).astype(np.uint8), cv2.DIST_L2, 3)
+        far = picked & (dist[fy, fx] > reach)
+        chosen[far] = assign[fy[far], fx[far]]
+    assign[fy, fx] = chosen
     return assign
 
 
@@ -470,7 +485,11 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     inner = _inner_background(labels, seg, box, text_clusters, h_px)
     if inner is not None:
         # A pill or bar that the line fills almost entirely: hardly in the ring, but it surrounds the glyphs.
-        seg[inner] = int(seg.max()) + 1
+        # Glyphs in the page's colour that touch the bar's edge joined the page: within the bar they are text.
+        closed = cv2.morphologyEx(inner.astype(np.uint8), cv2.MORPH_CLOSE, _disk(max(2, round(0.2 * h_px)))) > 0
+        seg[closed & ~inner & box & (seg > 0)] = 0
+        inner_id = int(seg.max()) + 1
+        seg[inner] = inner_id
         text_clusters = [c for c in text_clusters if not np.any(inner & (labels == c))]
     roi_f = roi.astype(np.float32)
     hh, ww = poly.shape
@@ -516,7 +535,11 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     logger.debug("segments: joint=%s per=%s", joint and (round(joint.sigma, 1), round(joint.outliers, 3)),
                  {s: m and (round(m.sigma, 1), round(m.outliers, 3), int((seg == s).sum())) for s, m in models.items()})
     near = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(3, round(0.3 * h_px)))) > 0
-    assign = _assign_segments(seg, near, scale, max(3.0, 0.15 * h_px))
+    # A pill or bar the glyphs sit in is enclosed: each glyph pixel belongs to the nearest background (the bar's
+    # own outline is visible around the glyphs); a fitted boundary is for an edge running through the line.
+    assign = _assign_segments(seg, near, scale, max(3.0, 0.15 * h_px), fit_boundary=inner is None)
+    if inner is not None:
+        assign[closed & (seg == 0)] = inner_id  # what lies within the bar is on the bar
     modelled = np.zeros(poly.shape, bool)  # pixels whose nearest segment has a trusted model
     for s, model in models.items():
         if model is not None and model.ok:
