@@ -288,11 +288,13 @@ def _profile_sse(xs: np.ndarray, ys: np.ndarray, v: np.ndarray, angle: float) ->
     return sse
 
 
-def _fit_profile(known: np.ndarray, values: np.ndarray, wanted: np.ndarray, seed: int = 0) -> _LocalModel | None:
+def _fit_profile(known: np.ndarray, values: np.ndarray, wanted: np.ndarray, seed: int = 0,
+                 check: np.ndarray | None = None) -> _LocalModel | None:
     """Background that only varies along one direction (slanted stripes, bands and edges at any angle, linear
     gradients): the colour is a profile over the projection on the best direction, each bin the mean of the
     known pixels that project into it. Stripe edges under the glyphs come back where they were instead of being
-    approximated by the nearest stripe's colour."""
+    approximated by the nearest stripe's colour. Trusted by its residual on the ``check`` pixels among the
+    known ones (the ring: next to the glyphs, a drop shadow in a stripe's colour misses it, and is erased)."""
     ys, xs = np.nonzero(known)
     if len(ys) < 200:
         return None
@@ -323,6 +325,9 @@ def _fit_profile(known: np.ndarray, values: np.ndarray, wanted: np.ndarray, seed
         sigma = float(np.median(resid)) * 1.4826
         keep = resid <= max(3.0 * sigma, 6.0)
     resid = np.abs(profile[np.minimum(b, len(cnt) - 1)] - v).max(axis=1)
+    judged = check[ys, xs] if check is not None else np.ones(len(ys), bool)
+    if judged.sum() >= 100:
+        resid = resid[judged]
     sigma = float(np.median(resid)) * 1.4826
     outliers = float(np.mean(resid > max(5.0 * sigma, 10.0)))
     wy, wx = np.nonzero(wanted)
@@ -513,7 +518,8 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
         under = [s for s in range(1, n_seg + 1) if in_box[s - 1] >= 0.03 * max(1, int(in_box.sum()))]
         if len(under) >= 2 or any(models[s] is None or not models[s].ok for s in under):  # type: ignore[union-attr]
             glyphish = cv2.dilate((box & (seg == 0)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-            profile = _fit_profile(np.isin(seg, under) & ~glyphish & ~protect, roi_f, region & ~protect, seed)
+            profile = _fit_profile(np.isin(seg, under) & ~glyphish & ~protect, roi_f, region & ~protect, seed,
+                                   check=ring)
             logger.debug("profile over %s: %s", under, profile and (round(profile.sigma, 1),
                                                                       round(profile.outliers, 3)))
             if profile is not None and profile.ok:
@@ -521,7 +527,8 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
             elif len(under) >= 2:  # stripes next to a plain band: a profile for the stripes alone
                 for s in under:
                     if models[s] is None or not models[s].ok:  # type: ignore[union-attr]
-                        own = _fit_profile((seg == s) & ~glyphish & ~protect, roi_f, region & ~protect, seed + s)
+                        own = _fit_profile((seg == s) & ~glyphish & ~protect, roi_f, region & ~protect, seed + s,
+                                          check=ring)
                         if own is not None and own.ok:
                             models[s] = own
         near_text = cv2.dilate((box & (seg == 0)).astype(np.uint8), _disk(max(2, round(0.25 * h_px)))) > 0
