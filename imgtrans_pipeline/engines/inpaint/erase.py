@@ -573,7 +573,10 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     strong_thr = max(_STRONG_MIN, 6.0 * sigma)
     weak_thr = max(_WEAK_MIN, 3.0 * sigma)
     seeds = modelled & candidates & box & (dev > strong_thr)
-    weak = modelled & search & (dev > weak_thr)
+    # Weak pixels join a glyph near the line only: anti-aliasing, a shadow or strokes poking out of the box are
+    # close to it; the page beyond a card's edge or a rule in the ring, in the text's colour, is not text.
+    reach = cv2.dilate(box.astype(np.uint8), _disk(max(2, round(0.1 * h_px)))) > 0
+    weak = modelled & search & reach & (dev > weak_thr)
     # Texture side: the text colours, and background-coloured blobs enclosed in the box (glyphs whose colour is
     # also the page's), minus specks.
     textured = search & ~modelled
