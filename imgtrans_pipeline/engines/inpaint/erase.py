@@ -13,7 +13,10 @@ treated on its own:
 2. **Fit the background.** Each segment gets a low-order polynomial per RGB channel, fitted robustly on its
    pixels in box and ring; one model for all segments when that fits as well (a plain gradient split in two by
    the clustering). Every other pixel belongs to its nearest segment, so an edge of a band that runs through the
-   box is kept as a boundary between two models instead of being blurred.
+   box is kept as a boundary between two models instead of being blurred. Where the segments under the glyphs
+   are several or not smooth, a *profile* is tried: the background as a function of the position along one
+   direction (slanted stripes, straight edges at any angle), which puts stripe edges back under the glyphs.
+   A label bar or pill that the line fills almost entirely is a segment of its own; what lies within it is on it.
 3. **Glyph mask.** Where the segment's model fits (flat or gradient background, small residual), text is what
    deviates from the model: strong deviations seed it and weaker ones connected to them (anti-aliasing, JPEG
    ringing, shadow tails) are added by hysteresis. Those pixels are filled from the model: exact, with no
