@@ -147,6 +147,8 @@ class InpaintResult:
     mask: np.ndarray  # HxW uint8, 255 where text was erased
     pixels: np.ndarray  # HxWx3 uint8 RGB
     engine: str
+    # How the lines were erased (engines.inpaint.erase): lines_flat / _gradient / _inpainted / _fallback / _skipped.
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -213,6 +213,12 @@ def _ocr_metadata(item: WorkItem) -> dict[str, Any]:
             "text": MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)")}
 
 
+def _erase_counts(item: WorkItem) -> dict[str, int]:
+    """How the lines were erased (model fill, inpainting, box fallback), as the erase stats count them."""
+    stats = item.inpainted.stats if item.inpainted is not None else {}
+    return {key: int(value) for key, value in stats.items() if key.startswith("lines") and isinstance(value, int)}
+
+
 def _render_metadata(item: WorkItem) -> dict[str, Any]:
     assert item.rendered is not None
     metadata: dict[str, Any] = {"format": item.rendered.format, "blocks_drawn": item.rendered.blocks_drawn,
@@ -237,7 +243,8 @@ STAGE_RECORDS: dict[str, StageRecord] = {
     names.INPAINT: StageRecord(
         names.INPAINTED_IMAGE, lambda i: names.INPAINTED_PNG, lambda i: i.inpainted is not None,
         lambda i: {"engine": i.inpainted.engine, "mask": MetadataValue.url(i.artifacts[names.MASK_PNG]),  # type: ignore[union-attr]
-                   "masked_fraction": round(float((i.inpainted.mask > 0).mean()), 4)},  # type: ignore[union-attr]
+                   "masked_fraction": round(float((i.inpainted.mask > 0).mean()), 4),  # type: ignore[union-attr]
+                   **_erase_counts(i)},
     ),
     names.RENDER: StageRecord(
         names.RENDERED_IMAGE, lambda i: names.find_result_name(i.artifacts), lambda i: i.rendered is not None,

@@ -17,7 +17,7 @@ from ..core.keep import split_translatable
 from ..core.languages import AUTO
 from ..core.logs import log_event
 from ..core.types import InpaintResult, TranslationResult
-from ..engines.inpaint.mask import build_mask
+from ..engines.inpaint.erase import erase_text
 from ..engines.render import encode_image
 from ..engines.render.measure import average_advance_em
 from ..engines.translate.page import build_page_text
@@ -128,15 +128,19 @@ def translate(engines: Engines, item: WorkItem) -> None:
 
 
 def inpaint(engines: Engines, item: WorkItem) -> None:
-    """Erase the OCR'd text: mask from the text pixels of each line, then the inpainting engine."""
+    """Erase the OCR'd text, glyphs only: flat and gradient backgrounds from a fitted background model, textured
+    ones by the inpainting engine on the glyph pixels, lines that can't be separated on their box (counted)."""
     assert item.source is not None and item.ocr is not None
     pixels = item.source.pixels
     inpainter = engines.inpainter
     polygons = [region.polygon for region in item.ocr.translatable_regions()]
-    mask = build_mask(pixels.shape[:2], polygons, image=pixels)
-    erased = inpainter.inpaint(pixels, mask) if mask.any() else pixels.copy()
+    kept = [region.polygon for block in item.ocr.kept_blocks for region in block.regions]
+    result = erase_text(pixels, polygons, inpainter, protect=kept)
+    mask, erased = result.mask, result.pixels
     name = getattr(inpainter, "name", type(inpainter).__name__)
-    item.inpainted = InpaintResult(mask=mask, pixels=erased, engine=name)
+    item.inpainted = InpaintResult(mask=mask, pixels=erased, engine=name, stats=result.stats)
+    log_event(logger, logging.INFO, "inpaint.done", request_id=item.request_id,
+              **{k: v for k, v in result.stats.items() if k.startswith("lines") and v})
     item.engines["inpaint"] = name
     store = engines.store
     item.artifacts[MASK_PNG] = store.put(item.request_id, MASK_PNG, encode_image(mask, "png"), "image/png")
@@ -226,6 +230,8 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
             {"block": index, "source": text, "translation": out, **via}
             for index, (text, out, via) in enumerate(zip(translation.source_texts, translation.translations,
                                                          translation.sources, strict=True))]
+    if item.inpainted is not None and item.inpainted.stats:
+        meta["erase"] = dict(item.inpainted.stats)
     if item.rendered is not None:
         meta["render"] = {"format": item.rendered.format, "font": item.rendered.font,
                           "blocks_drawn": item.rendered.blocks_drawn, **item.rendered.extra}
