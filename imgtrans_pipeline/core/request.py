@@ -15,6 +15,7 @@ from .languages import AUTO, normalize_language
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUPPORTED_SCHEMES = {"http", "https", "file", "s3"}
 _OUTPUT_FORMATS = {"png", "jpeg", "webp"}
+MODES = ("translate", "inspect")  # inspect: download -> OCR -> content inspection, findings only
 # What a request may say about the product its image shows; LLM engines pass it on to the model.
 CONTEXT_KEYS = ("title", "category", "brand", "text")
 MAX_CONTEXT_CHARS = 2000
@@ -30,6 +31,7 @@ class RequestOptions:
     glossary: dict[str, str] = field(default_factory=dict)
     # Product title, category, brand and free text ("text"): a plain string given by a caller becomes {"text": ...}.
     context: dict[str, str] = field(default_factory=dict)
+    mode: str = "translate"  # "inspect": findings of the content inspection only, no translation or result image
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +59,7 @@ def _parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise InvalidRequest("options", "must be an object")
-    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context"}
+    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context", "mode"}
     if unknown:
         raise InvalidRequest("options", f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = str(raw.get("output_format", "png")).lower()
@@ -76,8 +78,11 @@ def _parse_options(raw: Any) -> RequestOptions:
         isinstance(k, str) and k and isinstance(v, str) for k, v in glossary.items()
     ):
         raise InvalidRequest("options.glossary", "must map non-empty source terms to translation strings")
+    mode = raw.get("mode") or "translate"
+    if mode not in MODES:
+        raise InvalidRequest("options.mode", f"must be one of {', '.join(MODES)} (got {mode!r})")
     return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary),
-                          context=parse_context(raw.get("context")))
+                          context=parse_context(raw.get("context")), mode=mode)
 
 
 def parse_context(raw: Any) -> dict[str, str]:
@@ -179,7 +184,7 @@ def parse_request(raw: Any) -> TranslationRequest:
 # --- conversions: the other shapes a request takes ---------------------------------------------------------------
 # A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
 # config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
-_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context")
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context", "mode")
 
 
 def to_config(request: TranslationRequest) -> dict[str, Any]:

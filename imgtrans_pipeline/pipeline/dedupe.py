@@ -55,8 +55,8 @@ def reuse(items: list[WorkItem], store: ArtifactStore, variant: str) -> None:
     """Answer requests whose identical image + languages + pipeline version already succeeded from the stored
     artifacts, without recomputing (seed 002's dedupe by image hash), unless the request says ``force``."""
     for item in items:
-        if not item.needs_work or item.source is None or item.request.options.force:
-            continue
+        if not item.needs_work or item.source is None or item.request.options.force or item.inspect_only:
+            continue  # an inspect-only request wants findings, not a stored translation
         folder, name = dedupe_key(item, variant)
         try:
             if not store.exists(folder, name):
