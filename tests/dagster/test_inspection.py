@@ -138,3 +138,25 @@ def test_queued_requests_read_local_files_only_below_the_file_roots(tmp_path, in
     assert not s3.success
     assert "s3 bucket 'other-bucket' is not an allowed bucket (allowed: none)" in _meta(tmp_path, "tb-s3")["error"][
         "reason"]
+
+
+def test_status_and_metrics_count_verdicts_and_rules(tmp_path, images):
+    from imgtrans_pipeline.monitoring.cli import format_status
+    from imgtrans_pipeline.monitoring.collect import collect_status
+    from imgtrans_pipeline.monitoring.prometheus import render_prometheus
+
+    with DagsterInstance.ephemeral() as instance:
+        _run(tmp_path, instance, [
+            {"request_id": "st-bad", "image_url": str(images["banned"]), "source_lang": "zh", "target_lang": "en"},
+            {"request_id": "st-ok", "image_url": str(images["clean"]), "source_lang": "zh", "target_lang": "en"}],
+            runtime__inspection_rules="builtin")
+        store = build_resources(pipeline_settings(tmp_path / "artifacts"))["artifacts"].store()
+        snapshot = collect_status(instance, None, store=store)
+    assert snapshot.inspection is not None and snapshot.inspection.verdicts == {"pass": 1, "reject": 1}
+    assert snapshot.inspection.rules == {"zh-absolute-banned": 1}
+    text = format_status(snapshot)
+    assert "Content inspection (last 2 inspected request(s))" in text and "zh-absolute-banned" in text
+    metrics = render_prometheus(snapshot)
+    assert 'imgtrans_inspection_recent{verdict="reject"} 1.0' in metrics
+    assert 'imgtrans_inspection_matches_recent{category="advertising_absolute",rule="zh-absolute-banned"} 1.0' \
+        in metrics

@@ -118,3 +118,25 @@ rules:
     assert _hits(inspector, "全场３折起", "zh") == [("shop-discount", "3折起")]
     assert _hits(inspector, "全场9折起", "zh") == []
     assert verdict([]) == "pass"
+
+
+def test_dated_log_files_switch_at_midnight_and_keep_the_request_id(tmp_path):
+    import logging
+    import time as _time
+
+    from imgtrans_pipeline.core.logs import dated_line_logger, log_line
+
+    now = [_time.mktime((2026, 1, 31, 23, 59, 0, 0, 0, -1))]
+    logger = dated_line_logger(tmp_path, "daemon", backup_count=2, clock=lambda: now[0])
+    log_line(logger, "daemon", "request.failed request_id=sv-1 stage=inspect")
+    now[0] += 120  # past midnight
+    log_line(logger, "daemon", "2026 - publish - request sv-2 succeeded: file:///x")
+    now[0] += 86400
+    log_line(logger, "daemon", "plain line")
+    for handler in logger.handlers:
+        handler.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["daemon_20260201.log", "daemon_20260202.log"]  # the oldest day removed (2 kept)
+    assert " daemon request_id=sv-2 " in (tmp_path / "daemon_20260201.log").read_text()
+    assert " daemon request_id=- plain line" in (tmp_path / "daemon_20260202.log").read_text()
+    assert logging.getLogger("imgtrans.dated.daemon").propagate is False
