@@ -158,8 +158,8 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         return 2
     if not args.to:
         if not args.inspect_only:
-            print("imgtrans: --to is required (unless --inspect-only)", file=sys.stderr)
-            return 2
+            print("imgtrans translate: error: --to is required (unless --inspect-only)", file=sys.stderr)
+            raise SystemExit(2)  # a usage error, as argparse reports one
         args.to = "zh" if args.source == "en" else "en"  # nothing is translated; the request still names a target
     from .core.errors import InvalidRequest
     from .core.request import parse_context

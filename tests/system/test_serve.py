@@ -129,7 +129,7 @@ def test_stop_file_stops_serve_gracefully_and_nothing_claimed_is_lost(tmp_path, 
             _push(redis_client, request_id, image)
         # Stop while the backlog is being worked on: a request is claimed and in a run.
         deadline = time.monotonic() + 120
-        while not any(redis_client.hget(f"imgtrans:request:{rid}", "state") == b"running" for rid in ids[1:]):
+        while not any(redis_client.hget(f"imgtrans:request:{rid}", "state") == "running" for rid in ids[1:]):
             assert time.monotonic() < deadline and proc.poll() is None, "no request reached a run"
             time.sleep(0.2)
         stop_file.touch()
