@@ -57,7 +57,8 @@ class JsonFormatter(logging.Formatter):
 _REQUEST_ID_IN_LINE = re.compile(
     r"""request_id["']?\s*[=:]\s*["']?(?P<a>[A-Za-z0-9][A-Za-z0-9._:-]{0,127})"""  # key=value and JSON lines
     r"""|\brequests?\s+(?P<b>[A-Za-z0-9][A-Za-z0-9._:-]{0,127})(?=[\s:,]+(?:succeeded|failed|needs|same|answered|:))"""
-    r"""|\bof request (?P<c>[A-Za-z0-9][A-Za-z0-9._:-]{0,127})""")
+    r"""|\bof request (?P<c>[A-Za-z0-9][A-Za-z0-9._:-]{0,127})"""
+    r"""|^\s*(?P<d>[A-Za-z0-9][A-Za-z0-9._:-]{0,127}): \[[a-z]+\] """)  # failure summaries: "<id>: [stage] ..."
 
 
 def request_id_in(line: str) -> str | None:
@@ -66,7 +67,7 @@ def request_id_in(line: str) -> str | None:
     match = _REQUEST_ID_IN_LINE.search(line)
     if match is None:
         return None
-    return match.group("a") or match.group("b") or match.group("c")
+    return match.group("a") or match.group("b") or match.group("c") or match.group("d")
 
 
 class DatedFileHandler(logging.handlers.TimedRotatingFileHandler):

@@ -123,7 +123,7 @@ def test_queued_requests_read_local_files_only_below_the_file_roots(tmp_path, in
     queued = {names.TAG_SOURCE: names.SOURCE_REDIS}
     _run(tmp_path, instance, [{"request_id": "tb-passwd", "image_url": "file:///etc/passwd", "target_lang": "en"},
                               {"request_id": "tb-img", "image_url": str(images["clean"]), "source_lang": "zh",
-                               "target_lang": "en"}], tags=queued)
+                               "target_lang": "en"}], tags=queued, fetch__file_roots="")
     for request_id in ("tb-passwd", "tb-img"):
         meta = _meta(tmp_path, request_id)
         assert meta["status"] == "failed" and meta["error"]["stage"] == "download"
@@ -134,7 +134,7 @@ def test_queued_requests_read_local_files_only_below_the_file_roots(tmp_path, in
                    fetch__file_roots=f"/nonexistent:{images['clean'].parent}")
     assert allowed.success and _meta(tmp_path, "tb-ok")["status"] == "succeeded"
     s3 = _run(tmp_path, instance, [{"request_id": "tb-s3", "image_url": "s3://other-bucket/a.png",
-                                    "target_lang": "en"}], tags=queued)
+                                    "target_lang": "en"}], tags=queued, fetch__s3_buckets="")
     assert not s3.success
     assert "s3 bucket 'other-bucket' is not an allowed bucket (allowed: none)" in _meta(tmp_path, "tb-s3")["error"][
         "reason"]
