@@ -58,12 +58,11 @@ def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[
     """One input as a request in the run config's shape (validated by the download op)."""
     from .core.request import RequestOptions, TranslationRequest, parse_context, to_config
 
+    options = RequestOptions(output_format=args.format, context=parse_context(getattr(args, "context", None)),
+                             glossary_scope=getattr(args, "glossary_scope", None) or "",
+                             mode="inspect" if getattr(args, "inspect_only", False) else "translate")
     return to_config(TranslationRequest(request_id=request_id, image_url=input_ref, target_lang=args.to,
-                                        source_lang=args.source,
-                                        options=RequestOptions(output_format=args.format,
-                                                               context=parse_context(getattr(args, "context", None)),
-                                                               mode="inspect" if getattr(args, "inspect_only", False)
-                                                               else "translate")))
+                                        source_lang=args.source, options=options))
 
 
 def _read_meta(store: Any, request_id: str) -> dict[str, Any] | None:
@@ -169,6 +168,14 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     except InvalidRequest as error:
         print(f"imgtrans: --context: {error}", file=sys.stderr)
         return 2
+    if args.glossary_scope:
+        from .core.request import validate_scope
+
+        try:
+            validate_scope(args.glossary_scope, field="--glossary-scope")
+        except InvalidRequest as error:
+            print(f"imgtrans: {error}", file=sys.stderr)
+            return 2
     outcomes = translate_inputs(inputs, args)
     out_dir = Path(args.out) if args.out else None
     if out_dir:
@@ -249,6 +256,89 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _memory() -> Any:
+    from .engines.translate.memory import TranslationMemory
+
+    path = get_settings().translate.memory
+    if not path:
+        raise SystemExit("imgtrans tm: the translation memory is off (IMGTRANS_TRANSLATION_MEMORY=off)")
+    return TranslationMemory(path)
+
+
+def _cmd_tm_export(args: argparse.Namespace) -> int:
+    """Write the translation memory as JSONL or CSV (``-``: standard output)."""
+    from .engines.translate.memory import format_of
+
+    memory = _memory()
+    fmt = format_of(args.file, args.format)
+    filters = {"source_lang": args.source, "target_lang": args.to, "scope": args.scope}
+    if args.file == "-":
+        count = memory.export_entries(sys.stdout, fmt, **filters)
+    else:
+        with open(args.file, "w", encoding="utf-8", newline="") as out:
+            count = memory.export_entries(out, fmt, **filters)
+        print(f"exported {count} entr{'y' if count == 1 else 'ies'} to {args.file} ({fmt}) from {memory.path}")
+    return 0
+
+
+def _cmd_tm_import(args: argparse.Namespace) -> int:
+    """Add or update entries from a JSONL or CSV file; bad rows are reported by line and not imported."""
+    from .engines.translate.memory import format_of
+
+    memory = _memory()
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")  # a BOM from spreadsheet CSV exports is fine
+        report = memory.import_entries(text, format_of(args.file, args.format), origin=args.origin,
+                                       dry_run=args.dry_run)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(f"imgtrans tm import: {args.file}: {error}; nothing imported", file=sys.stderr)
+        return 2
+    for error in report.errors:
+        print(f"{args.file}: {error}", file=sys.stderr)
+    print(f"{args.file}: {report.summary()} ({memory.path})")
+    return 1 if report.errors else 0
+
+
+def _cmd_tm_add(args: argparse.Namespace) -> int:
+    memory = _memory()
+    try:
+        entry = memory.add(args.text, args.translation, args.source, args.to, scope=args.scope or "",
+                           origin=args.origin)
+    except ValueError as error:
+        print(f"imgtrans tm add: {error}", file=sys.stderr)
+        return 2
+    print(f"{entry.source} -> {entry.translation} ({entry.source_lang}->{entry.target_lang}, "
+          f"scope {entry.scope or 'global'})")
+    return 0
+
+
+def _add_tm_commands(sub: Any) -> None:
+    tm = sub.add_parser("tm", help="the translation memory: curated translations used before any engine")
+    tm_sub = tm.add_subparsers(dest="tm_command", required=True)
+    ex = tm_sub.add_parser("export", help="write every entry as JSONL or CSV (by the file name, or --format)")
+    ex.add_argument("file", help="output file (.jsonl or .csv), - for standard output")
+    ex.add_argument("--format", choices=["jsonl", "csv"])
+    ex.add_argument("--from", dest="source", help="only this source language")
+    ex.add_argument("--to", help="only this target language")
+    ex.add_argument("--scope", help="only this scope ('' = global entries)")
+    ex.set_defaults(func=_cmd_tm_export)
+    im = tm_sub.add_parser("import", help="add or update entries from JSONL or CSV; bad rows are reported")
+    im.add_argument("file", help="a file with source, translation, source_lang, target_lang[, scope, origin, "
+                    "created_at, updated_at]")
+    im.add_argument("--format", choices=["jsonl", "csv"])
+    im.add_argument("--origin", default="import", help="origin of rows that name none (default: import)")
+    im.add_argument("--dry-run", action="store_true", help="check and count only")
+    im.set_defaults(func=_cmd_tm_import)
+    ad = tm_sub.add_parser("add", help="add or replace one entry")
+    ad.add_argument("text", help="the source text (a whole text block)")
+    ad.add_argument("translation")
+    ad.add_argument("--from", dest="source", required=True, help="source language")
+    ad.add_argument("--to", required=True, help="target language")
+    ad.add_argument("--scope", default="", help="catalogue/shop id (default: global)")
+    ad.add_argument("--origin", default="api", help="who made it (default: api)")
+    ad.set_defaults(func=_cmd_tm_add)
+
+
 def _review_service(args: argparse.Namespace) -> Any:
     from .review.service import ReviewService
 
@@ -305,6 +395,31 @@ def _cmd_decide(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_review(args: argparse.Namespace) -> int:
+    """Serve the review page (and /metrics, /status) until Ctrl-C or SIGTERM."""
+    from .web import check_token_rule
+    from .web.review import review_server
+
+    settings = get_settings()
+    if args.artifacts:
+        settings = settings.model_copy(update={"artifacts": args.artifacts})
+    token = settings.web.review_token.get_secret_value() if settings.web.review_token else None
+    try:
+        check_token_rule(args.host, token)  # before touching the Dagster instance
+        server = review_server(host=args.host, port=args.port, token=token, instance=dagster_instance(),
+                               settings=settings)
+    except (ValueError, OSError) as error:  # no token off loopback, a busy port
+        print(f"imgtrans review: {error}", file=sys.stderr)
+        return 2
+
+    def announce() -> None:
+        hint = " (token required: add ?token=...)" if token else ""
+        print(f"imgtrans review page on {server.url}/review/{hint}; Ctrl-C stops it", flush=True)
+
+    server.serve_until_signalled(ready=announce)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imgtrans", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log every stage")
@@ -316,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", help="copy results here as <name>.<lang>.<ext>")
     tr.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="output format")
     tr.add_argument("--artifacts", help="artifact store (directory or s3://bucket/prefix); default ./artifacts")
+    tr.add_argument("--glossary-scope", help="catalogue/shop id: its glossary section and translation memory "
+                    "entries are used before the global ones")
     tr.add_argument("--context", help="what the images show (product title, category, brand...): free text "
                     "LLM translation engines use to choose their words")
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
@@ -333,6 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     rq.add_argument("--id", dest="ids", action="append", help="only this request id (repeatable)")
     rq.add_argument("--limit", type=int, help="at most this many")
     rq.set_defaults(func=_cmd_requeue)
+    _add_tm_commands(sub)
+
+
     ex = sub.add_parser("export", help="write the blocks of requests under review to CSV or XLIFF")
     ex.add_argument("--state", default="needs_review", choices=["needs_review", "approved", "rejected", "all"])
     ex.add_argument("--format", default="csv", choices=["csv", "xliff"])
@@ -355,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             decide.add_argument("--reason", required=True)
         decide.set_defaults(func=_cmd_decide)
+    rv = sub.add_parser("review", help="serve the review page (queue, correct, re-render, approve, reject) with "
+                                       "/metrics and /status")
+    rv.add_argument("--host", default="127.0.0.1",
+                    help="address to bind (default 127.0.0.1; any other needs IMGTRANS_REVIEW_TOKEN)")
+    rv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    rv.add_argument("--artifacts", help="artifact store (default: IMGTRANS_ARTIFACTS or ./artifacts)")
+    rv.set_defaults(func=_cmd_review)
     add_status_commands(sub)  # status, metrics-server
     add_serve_command(sub)
     args = parser.parse_args(argv)

@@ -15,6 +15,7 @@ from .languages import AUTO, normalize_language
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUPPORTED_SCHEMES = {"http", "https", "file", "s3"}
 _OUTPUT_FORMATS = {"png", "jpeg", "webp"}
+_SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 MODES = ("translate", "inspect")  # inspect: download -> OCR -> content inspection, findings only
 # What a request may say about the product its image shows; LLM engines pass it on to the model.
 CONTEXT_KEYS = ("title", "category", "brand", "text")
@@ -29,6 +30,8 @@ class RequestOptions:
     jpeg_quality: int = 92
     force: bool = False
     glossary: dict[str, str] = field(default_factory=dict)
+    # A catalogue or shop id: selects that scope's glossary entries and translation memory (then the global ones).
+    glossary_scope: str = ""
     # Product title, category, brand and free text ("text"): a plain string given by a caller becomes {"text": ...}.
     context: dict[str, str] = field(default_factory=dict)
     mode: str = "translate"  # "inspect": findings of the content inspection only, no translation or result image
@@ -59,7 +62,7 @@ def _parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise InvalidRequest("options", "must be an object")
-    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context", "mode"}
+    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope", "mode"}
     if unknown:
         raise InvalidRequest("options", f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = str(raw.get("output_format", "png")).lower()
@@ -78,11 +81,12 @@ def _parse_options(raw: Any) -> RequestOptions:
         isinstance(k, str) and k and isinstance(v, str) for k, v in glossary.items()
     ):
         raise InvalidRequest("options.glossary", "must map non-empty source terms to translation strings")
+    scope = validate_scope(raw.get("glossary_scope") or "", field="options.glossary_scope")
     mode = raw.get("mode") or "translate"
     if mode not in MODES:
         raise InvalidRequest("options.mode", f"must be one of {', '.join(MODES)} (got {mode!r})")
     return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary),
-                          context=parse_context(raw.get("context")), mode=mode)
+                          context=parse_context(raw.get("context")), glossary_scope=scope, mode=mode)
 
 
 def parse_context(raw: Any) -> dict[str, str]:
@@ -110,6 +114,17 @@ def parse_context(raw: Any) -> dict[str, str]:
     if sum(len(v) for v in context.values()) > MAX_CONTEXT_CHARS:
         raise InvalidRequest("options.context", f"is longer than {MAX_CONTEXT_CHARS} characters")
     return context
+
+
+def validate_scope(value: Any, *, field: str) -> str:
+    """A catalogue/shop scope id: '' (global) or 1-64 letters, digits, '.', '_', ':' or '-'."""
+    if not isinstance(value, str):
+        raise InvalidRequest(field, "must be a string")
+    value = value.strip()
+    if value and not _SCOPE.fullmatch(value):
+        raise InvalidRequest(field, f"{value!r} is not a scope id: 1-64 letters, digits, '.', '_', ':' or '-', "
+                             "starting with a letter or digit")
+    return value
 
 
 def validate_image_url(url: Any) -> str:
@@ -184,7 +199,7 @@ def parse_request(raw: Any) -> TranslationRequest:
 # --- conversions: the other shapes a request takes ---------------------------------------------------------------
 # A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
 # config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
-_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context", "mode")
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope", "mode")
 
 
 def to_config(request: TranslationRequest) -> dict[str, Any]:

@@ -63,7 +63,11 @@ class TranslateSection(_Section):
     papago_client_secret: SecretStr | None = _env("IMGTRANS_PAPAGO_CLIENT_SECRET", None)
     papago_honorific: bool = _env("IMGTRANS_PAPAGO_HONORIFIC", False)  # polite Korean (target ko only)
     cache: str | None = _env("IMGTRANS_TRANSLATION_CACHE", None)  # SQLite file; None = <artifacts>/translation-cache
-    glossary_file: str = _env("IMGTRANS_GLOSSARY", "")  # JSON {term: translation} applied to every request
+    # JSON {term: translation} applied to every request, or {"*": {...}, "<scope>": {...}} with catalogue/shop sections.
+    glossary_file: str = _env("IMGTRANS_GLOSSARY", "")
+    # Translation memory (SQLite): curated whole-text translations used before any engine; "off" = none;
+    # None = <artifacts>/translation-memory.sqlite beside the cache.
+    memory: str | None = _env("IMGTRANS_TRANSLATION_MEMORY", None)
     # LLM engines (gemini, openai) see the image (downscaled JPEG) with its text; off for text-only models.
     send_image: bool = _env("IMGTRANS_TRANSLATE_SEND_IMAGE", True)
 
@@ -252,6 +256,10 @@ class Settings(BaseSettings):
             self.artifacts = str(self.home / "artifacts")
         if self.translate.cache is None:
             self.translate.cache = str(self.home / "artifacts" / "translation-cache.sqlite")
+        if self.translate.memory is None:
+            self.translate.memory = str(self.home / "artifacts" / "translation-memory.sqlite")
+        elif self.translate.memory.strip().lower() in ("off", "none", "false", "0"):
+            self.translate.memory = ""
         if self.inpaint.lama_model is None:
             self.inpaint.lama_model = str(self.models_dir / "inpaint" / "big-lama.pt")
         if self.render.fonts_dir is None:

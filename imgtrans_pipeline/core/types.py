@@ -111,6 +111,16 @@ class TranslationResult:
     cache_hits: int = 0
     # Problems left in a translation, by text index ("number_lost:5折": a number that did not come through).
     flags: dict[int, list[str]] = field(default_factory=dict)
+    # Where each translation came from, by text index: {"origin": "memory" | "glossary" | "cache" | "engine" |
+    # "passthrough", plus the memory entry's scope, the glossary, or the engine and model} (may be empty).
+    sources: list[dict[str, Any]] = field(default_factory=list)
+
+    def origin_counts(self) -> dict[str, int]:
+        """How many texts each origin translated (``{"engine": 3, "memory": 1}``)."""
+        counts: dict[str, int] = {}
+        for source in self.sources:
+            counts[source["origin"]] = counts.get(source["origin"], 0) + 1
+        return dict(sorted(counts.items()))
 
     def to_dict(self) -> dict[str, Any]:
         pairs: list[dict[str, Any]] = []
@@ -118,6 +128,8 @@ class TranslationResult:
             pair: dict[str, Any] = {"source": source, "translation": translation}
             if self.flags.get(index):
                 pair["flags"] = list(self.flags[index])
+            if index < len(self.sources):
+                pair["via"] = dict(self.sources[index])
             pairs.append(pair)
         return {
             "engine": self.engine,
@@ -125,6 +137,7 @@ class TranslationResult:
             "source_lang": self.source_lang,
             "target_lang": self.target_lang,
             "cache_hits": self.cache_hits,
+            "origins": self.origin_counts(),
             "pairs": pairs,
         }
 

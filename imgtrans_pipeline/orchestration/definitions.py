@@ -42,6 +42,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "translator": TranslatorResource(engine=translate.engine, models_dir=str(settings.models_dir),
                                          model=translate.model, base_url=translate.base_url,
                                          cache_path=translate.cache or "", glossary_file=translate.glossary_file,
+                                         memory_path=translate.memory or "",
                                          send_image=translate.send_image),
         "inpainting": InpaintResource(engine=settings.inpaint.engine, model_path=settings.inpaint.lama_model or "",
                                       device=settings.inpaint.device),

@@ -37,6 +37,8 @@ class RequestConfig(Config):
     jpeg_quality: int = 92
     force: bool = Field(default=False, description="Recompute even if this image was already translated.")
     glossary: dict[str, str] = Field(default_factory=dict, description="Fixed term -> translation.")
+    glossary_scope: str = Field(default="", description="Catalogue/shop id: its glossary and translation "
+                                "memory entries first, then the global ones.")
     context: dict[str, str] = Field(default_factory=dict, description="What the image shows, for LLM engines: "
                                     "title, category, brand, text (free text).")
     callback_url: str = ""

@@ -120,15 +120,28 @@ class StageRecord:
 
 
 TEXT_TABLE_SCHEMA = TableSchema(columns=[TableColumn("block", "int"), TableColumn("source", "string"),
-                                         TableColumn("translation", "string")])
+                                         TableColumn("translation", "string"), TableColumn("via", "string")])
 
 
 def text_table(item: WorkItem) -> MetadataValue:
-    """Source -> translation pairs as a native table (sortable and searchable in the UI)."""
+    """Source -> translation pairs as a native table (sortable and searchable in the UI), with where each
+    translation came from (memory, glossary, cache, engine, passthrough)."""
     assert item.translation is not None
-    pairs = zip(item.translation.source_texts, item.translation.translations, strict=True)
-    records = [TableRecord({"block": i, "source": src, "translation": dst}) for i, (src, dst) in enumerate(pairs, 1)]
+    result = item.translation
+    pairs = zip(result.source_texts, result.translations, strict=True)
+    records = [TableRecord({"block": i, "source": src, "translation": dst,
+                            "via": result.sources[i - 1]["origin"] if i <= len(result.sources) else ""})
+               for i, (src, dst) in enumerate(pairs, 1)]
     return MetadataValue.table(records=records, schema=TEXT_TABLE_SCHEMA)
+
+
+def _translation_metadata(item: WorkItem) -> dict[str, Any]:
+    assert item.translation is not None
+    result = item.translation
+    return {"texts": len(result.translations), "engine": item.engines.get("translate", ""),
+            "cache_hits": result.cache_hits, "text_table": text_table(item), "flagged_blocks": len(result.flags),
+            # Where the translations came from ("engine 3, memory 1"); per block in meta.json translation_sources.
+            "origins": ", ".join(f"{k} {n}" for k, n in result.origin_counts().items()) or "none"}
 
 
 def preview(pixels: np.ndarray, max_side: int = 200) -> MetadataValue:
@@ -246,10 +259,7 @@ STAGE_RECORDS: dict[str, StageRecord] = {
                            checks=((names.CHECK_INSPECTION, check_inspection("source")),)),
     names.TRANSLATE: StageRecord(
         names.TRANSLATION, lambda i: names.TRANSLATION_JSON, lambda i: i.translation is not None,
-        lambda i: {"texts": len(i.translation.translations), "engine": i.engines.get("translate", ""),  # type: ignore[union-attr]
-                   "cache_hits": i.translation.cache_hits, "text_table": text_table(i),  # type: ignore[union-attr]
-                   "flagged_blocks": len(i.translation.flags),  # type: ignore[union-attr]
-                   **_inspection_metadata(i, "translation")},
+        lambda i: {**_translation_metadata(i), **_inspection_metadata(i, "translation")},
         checks=((names.CHECK_ONE_TRANSLATION_PER_BLOCK, check_one_translation_per_block),
                 (names.CHECK_INSPECTION, check_inspection("translation")))),
     names.INPAINT: StageRecord(

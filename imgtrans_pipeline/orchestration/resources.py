@@ -38,6 +38,8 @@ from ..engines.ocr.router import OcrRouter
 from ..engines.registry import cached_engine, options_key
 from ..engines.render import TextRenderer
 from ..engines.translate import TRANSLATE_ENGINES, TranslationCache, TranslationService
+from ..engines.translate.glossary import load_glossary_file
+from ..engines.translate.memory import TranslationMemory
 from ..pipeline import Engines, StageRunner
 from ..storage import create_artifact_store
 from ..storage.base import ArtifactStore
@@ -113,7 +115,8 @@ class TranslatorResource(ConfigurableResource):
     model: str = ""  # API model name (gemini/openai; DeepL's model_type); empty = engine default
     base_url: str = ""  # API base URL (openai-compatible servers, a Gemini proxy, DeepL/Papago endpoints)
     cache_path: str = ""  # SQLite translation cache; empty = no cache
-    glossary_file: str = ""  # JSON object {term: translation} applied to every request
+    glossary_file: str = ""  # JSON {term: translation} for every request, or {"*": {...}, "<scope>": {...}}
+    memory_path: str = ""  # SQLite translation memory (curated entries used before the engine); empty = none
     send_image: bool = default_of(TranslateSection, "send_image")  # LLM engines see the image (off: text only)
 
     def _options(self) -> dict[str, Any]:
@@ -136,13 +139,19 @@ class TranslatorResource(ConfigurableResource):
         def build() -> TranslationService:
             translator = TRANSLATE_ENGINES.create(self.engine, **options)
             cache = TranslationCache(Path(self.cache_path)) if self.cache_path else None
-            glossary: dict[str, str] = {}
+            memory = TranslationMemory(Path(self.memory_path)) if self.memory_path else None
+            sections: dict[str, dict[str, str]] = {}
             if self.glossary_file:
-                glossary = json.loads(Path(self.glossary_file).read_text(encoding="utf-8"))
-            return TranslationService(translator, cache=cache, glossary=glossary)
+                try:
+                    sections = load_glossary_file(self.glossary_file)
+                except ValueError as error:
+                    raise EngineError(str(error), stage="translate") from error
+            glossary = sections.pop("", {})
+            return TranslationService(translator, cache=cache, glossary=glossary, memory=memory,
+                                      scoped_glossaries=sections)
 
         key = ("translate", TRANSLATE_ENGINES.canonical(self.engine), options_key(options), self.cache_path,
-               self.glossary_file)
+               self.glossary_file, self.memory_path)
         return cached_engine(key, build)
 
     def variant(self) -> str:

@@ -18,6 +18,7 @@ from ..engines.gpu import GpuMemoryGuard, runs_on_gpu
 from ..engines.inpaint.base import Inpainter
 from ..engines.render import TextRenderer
 from ..engines.translate import TranslationService
+from ..engines.translate.memory import TranslationMemory
 from ..storage.base import ArtifactStore
 
 
@@ -96,6 +97,14 @@ class Engines:
     def inspector(self) -> Any:
         """The content inspector (``inspection.Inspector``) of the configured rules."""
         return self._get("inspector")
+
+    def translation_memory(self) -> TranslationMemory | None:
+        """The translation service's memory (None without one, or when the service cannot be built here: the
+        translate stage reports that)."""
+        try:
+            return self.translation.memory
+        except Exception:
+            return None
 
     def render(self, *args: Any, **kwargs: Any) -> RenderedImage:
         return self.renderer.render(*args, **kwargs)

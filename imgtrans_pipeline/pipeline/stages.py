@@ -77,7 +77,7 @@ def fetch(engines: Engines, items: list[WorkItem]) -> None:
             continue
         log_event(logger, logging.INFO, "download.done", request_id=item.request_id, width=result.width,
                   height=result.height, format=result.source_format, hash=result.content_hash[:12])
-    dedupe.reuse(items, store, engines.variant)
+    dedupe.reuse(items, store, engines.variant, memory=engines.translation_memory())
 
 
 # --- per request ------------------------------------------------------------------------------------------------
@@ -120,12 +120,13 @@ def translate(engines: Engines, item: WorkItem) -> None:
                                    advance_em=average_advance_em(getattr(engines.renderer, "fonts", None), target),
                                    kept_blocks=item.ocr.kept_blocks, context=options.context,
                                    glossary=options.glossary, send_image=service.wants_image)
-        result = service.translate(texts, item.source_lang, target, glossary=options.glossary or None, page=page)
+        result = service.translate(texts, item.source_lang, target, glossary=options.glossary or None, page=page,
+                                   scope=options.glossary_scope)
     item.translation = result
     item.engines["translate"] = f"{result.engine}:{result.model}" if result.model else result.engine
     item.artifacts[TRANSLATION_JSON] = put_json(engines.store, item.request_id, TRANSLATION_JSON, result.to_dict())
     log_event(logger, logging.INFO, "translate.done", request_id=item.request_id, texts=len(texts),
-              cache_hits=result.cache_hits, pair=f"{item.source_lang}->{target}")
+              cache_hits=result.cache_hits, pair=f"{item.source_lang}->{target}", **result.origin_counts())
 
 
 def inspect(engines: Engines, item: WorkItem) -> None:
@@ -273,6 +274,14 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
                        "dropped_low_confidence": item.ocr.dropped_low_confidence, "slices": item.ocr.slices}
     if item.translation is not None and item.translation.flags:
         meta["translation_flags"] = {str(index): flags for index, flags in sorted(item.translation.flags.items())}
+    if item.translation is not None and item.translation.sources:
+        # Per block, where its translation came from (memory entry, glossary, cache, engine + model): why it reads so.
+        translation = item.translation
+        meta["translation_origins"] = translation.origin_counts()
+        meta["translation_sources"] = [
+            {"block": index, "source": text, "translation": out, **via}
+            for index, (text, out, via) in enumerate(zip(translation.source_texts, translation.translations,
+                                                         translation.sources, strict=True))]
     if item.rendered is not None:
         meta["render"] = {"format": item.rendered.format, "font": item.rendered.font,
                           "blocks_drawn": item.rendered.blocks_drawn, **item.rendered.extra}

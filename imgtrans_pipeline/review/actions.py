@@ -88,6 +88,23 @@ def approve(store: ArtifactStore, request_id: str, *, by: str = "reviewer", note
     return _decide(store, request_id, state=review_state.APPROVED, by=by, note=note, intake=intake, error=None)
 
 
+def remember_corrections(store: ArtifactStore, request_id: str, memory: Any) -> int:
+    """Add the approved revision's reviewer-corrected blocks (``via.origin == "reviewer"`` in ``translation.json``)
+    to ``memory`` in the request's glossary scope; the number of entries written."""
+    from ..names import TRANSLATION_JSON
+
+    meta = load_meta(store, request_id)
+    translation = get_json(store, request_id, TRANSLATION_JSON)
+    scope = ((meta.get("request") or {}).get("options") or {}).get("glossary_scope") or ""
+    source_lang, target_lang = translation.get("source_lang", ""), translation.get("target_lang", "")
+    written = 0
+    for pair in translation.get("pairs", []):
+        if (pair.get("via") or {}).get("origin") == "reviewer" and pair.get("source") and pair.get("translation"):
+            memory.add(pair["source"], pair["translation"], source_lang, target_lang, scope=scope, origin="reviewer")
+            written += 1
+    return written
+
+
 def reject(store: ArtifactStore, request_id: str, *, reason: str, by: str = "reviewer",
            intake: Any = None) -> dict[str, Any]:
     """Refuse the result: ``meta.json`` status rejected with the reason; through Redis, a dead letter."""

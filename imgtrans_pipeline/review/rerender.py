@@ -107,10 +107,11 @@ def ocr_from_dict(data: dict[str, Any]) -> OcrResult:
 def translation_from_dict(data: dict[str, Any]) -> TranslationResult:
     pairs = data.get("pairs", [])
     flags = {i: list(p["flags"]) for i, p in enumerate(pairs) if p.get("flags")}
+    sources = [dict(p["via"]) for p in pairs] if all("via" in p for p in pairs) else []
     return TranslationResult(source_texts=[p["source"] for p in pairs], translations=[p["translation"] for p in pairs],
                              source_lang=data.get("source_lang", ""), target_lang=data.get("target_lang", ""),
                              engine=data.get("engine", ""), model=data.get("model", ""),
-                             cache_hits=int(data.get("cache_hits", 0)), flags=flags)
+                             cache_hits=int(data.get("cache_hits", 0)), flags=flags, sources=sources)
 
 
 def _pixels(data: bytes, mode: str) -> np.ndarray:
@@ -176,6 +177,8 @@ def apply_edits(item: WorkItem, edits: Sequence[BlockEdit], overrides: dict[str,
             changes.append({"block": edit.block, "field": "text", "from": translations[edit.block],
                             "to": edit.text.strip()})
             translations[edit.block] = edit.text.strip()
+            if edit.block < len(item.translation.sources):  # provenance: the reviewer's text, not the engine's
+                item.translation.sources[edit.block] = {"origin": "reviewer"}
         before = dict(overrides.get(key, {}))
         after = {} if edit.reset else dict(before)
         for name in OVERRIDE_KEYS:

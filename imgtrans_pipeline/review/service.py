@@ -67,7 +67,15 @@ class ReviewService:
         return RerenderResult(**output)
 
     def approve(self, request_id: str, *, by: str = "reviewer", note: str = "") -> dict[str, Any]:
-        return actions.approve(self.store, request_id, by=by, note=note, intake=self.intake)
+        """Release the latest revision, and remember its corrected blocks in the translation memory (when one is
+        configured), so every later request with the same text gets the reviewer's translation before any engine."""
+        outcome = actions.approve(self.store, request_id, by=by, note=note, intake=self.intake)
+        memory = self.settings.translate.memory
+        if memory:
+            from ..engines.translate.memory import TranslationMemory
+
+            outcome["remembered"] = actions.remember_corrections(self.store, request_id, TranslationMemory(memory))
+        return outcome
 
     def reject(self, request_id: str, *, reason: str, by: str = "reviewer") -> dict[str, Any]:
         return actions.reject(self.store, request_id, reason=reason, by=by, intake=self.intake)

@@ -10,7 +10,10 @@ It starts the standard processes and nothing home-made in between:
 2. the **run workers**: one Celery worker (``dagster-celery worker start``) with ``--run-workers`` pool processes
    that keep the engines loaded across runs (``dagster.workers.yaml`` sends every run to them);
 3. ``dagster-daemon run`` (the Redis sensors, the run queue, run monitoring and retries);
-4. ``dagster-webserver`` (unless ``--no-webserver``).
+4. ``dagster-webserver`` (unless ``--no-webserver``);
+5. in this process, the imgtrans web app (unless ``--no-review``): ``/review`` (the review page), ``/metrics``,
+   ``/health`` and ``/status`` on ``--review-host`` (127.0.0.1) ``--review-port`` (8765), the same app as
+   ``imgtrans review``; any address but loopback needs ``IMGTRANS_REVIEW_TOKEN``.
 
 Threads are split so that workers x requests in parallel x OCR threads is about the number of cores (two requests
 on one OCR thread each beat one request on two threads, README "Performance"). On a host without a GPU, the ``gpu``
@@ -42,7 +45,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..core.logs import dated_line_logger, log_line
 from ..core.settings import get_settings
@@ -171,14 +174,34 @@ def stop_requested(stop_file: Path | None) -> bool:
     return stop_file is not None and stop_file.exists()
 
 
+def _review_web(serve_plan: ServePlan, host: str, port: int) -> Any:
+    """The review page + monitoring app over the instance ``serve`` runs (its DAGSTER_HOME), started."""
+    from dagster import DagsterInstance
+
+    from ..web.review import review_server
+
+    settings = get_settings()
+    token = settings.web.review_token.get_secret_value() if settings.web.review_token else None
+    server = review_server(host=host, port=port, token=token,
+                           instance=DagsterInstance.from_config(str(serve_plan.home)), settings=settings)
+    return server.start()
+
+
 def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None, log_days: int = 30,
-          stop_file: Path | None = None) -> int:
-    """Start everything in ``serve_plan`` and supervise it until a signal, the stop file, or a process exits."""
+          stop_file: Path | None = None, review: tuple[str, int] | None = None) -> int:
+    """Start everything in ``serve_plan`` and supervise it until a signal, the stop file, or a process exits;
+    ``review`` (host, port): serve the review page and monitoring endpoints from this process too."""
     if not (serve_plan.home / "dagster.yaml").exists():
         raise SystemExit(f"{serve_plan.home}/dagster.yaml is missing: link {WORKERS_INSTANCE_YAML} there "
                          "(`make serve` does)")
     if not serve_plan.env.get("IMGTRANS_REDIS_URL"):
         raise SystemExit("set IMGTRANS_REDIS_URL: the Redis the requests arrive on (also the workers' broker)")
+    web = None
+    if review is not None:
+        try:
+            web = _review_web(serve_plan, *review)
+        except (ValueError, OSError) as error:  # no token off loopback, a busy port: before starting anything
+            raise SystemExit(f"imgtrans serve: review page: {error}") from None
     serve_plan.workspace.write_text(workspace_yaml(code_port), encoding="utf-8")
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "dagster"), "instance", "concurrency", "set", "gpu", str(serve_plan.gpu_slots)],
@@ -207,7 +230,8 @@ def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None,
             if name == "code-server":
                 _wait_for_code_server(code_port, serve_plan.env, procs[name], timeout=180)
         print(f"imgtrans serve: {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}; "
-              f"gpu pool slots {serve_plan.gpu_slots}; Ctrl-C"
+              f"gpu pool slots {serve_plan.gpu_slots}"
+              + (f"; review page {web.url}/review/" if web is not None else "") + "; Ctrl-C"
               + (f" or the stop file {stop_file}" if stop_file else "") + " stops all", flush=True)
         while not stopping["signal"]:
             exited = {name: proc.returncode for name, proc in procs.items() if proc.poll() is not None}
@@ -226,6 +250,8 @@ def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None,
         if stop_requested(stop_file):
             assert stop_file is not None
             stop_file.unlink(missing_ok=True)  # honoured: the next start must not stop at once
+        if web is not None:
+            web.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
@@ -243,6 +269,11 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:  # type: 
     sv.add_argument("--log-dir", help="write each process's output to <name>_YYYYMMDD.log here (a new file every "
                                       "midnight; each line with the request id it names)")
     sv.add_argument("--log-days", type=int, default=30, help="dated log files kept per process (default 30)")
+    sv.add_argument("--review-host", default="127.0.0.1",
+                    help="address of the review page / metrics app (default 127.0.0.1; any other needs "
+                         "IMGTRANS_REVIEW_TOKEN)")
+    sv.add_argument("--review-port", type=int, default=8765, help="its port (default 8765)")
+    sv.add_argument("--no-review", action="store_true", help="no review page / metrics app")
     sv.set_defaults(func=_cmd_serve)
 
 
@@ -256,4 +287,5 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         log_dir.mkdir(parents=True, exist_ok=True)
     stop_file = get_settings().runtime.stop_file
     return serve(serve_plan, code_port=args.code_port, log_dir=log_dir, log_days=args.log_days,
-                 stop_file=Path(stop_file).expanduser().resolve() if stop_file else None)
+                 stop_file=Path(stop_file).expanduser().resolve() if stop_file else None,
+                 review=None if args.no_review else (args.review_host, args.review_port))

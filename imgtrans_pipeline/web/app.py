@@ -86,17 +86,19 @@ class TokenAuth:
 
 def _index(request: Request) -> Response:
     links = [("/metrics", "Prometheus metrics"), ("/health", "liveness of Dagster and Redis (JSON)"),
-             ("/status", "status snapshot (JSON)")]
+             ("/status", "status snapshot (JSON)"), *request.app.state.links]
     return request.app.state.templates.TemplateResponse(request, "index.html", {"links": links},
                                                         headers={"Cache-Control": "no-store"})
 
 
 def create_app(monitor: Monitor, *, host: str = DEFAULT_HOST, token: str | None = None,
-               routes: Sequence[BaseRoute] = (), debug: bool = False) -> Starlette:
+               routes: Sequence[BaseRoute] = (), links: Sequence[tuple[str, str]] = (),
+               debug: bool = False) -> Starlette:
     """The app serving ``/metrics``, ``/health``, ``/status`` (and ``/worker/status``) for ``monitor``, plus ``routes``.
 
     ``host`` is the address the app will be bound to (:class:`~.server.WebServer` binds there): anything but a
-    loopback address requires ``token``. Raises ValueError when it is missing.
+    loopback address requires ``token``. Raises ValueError when it is missing. ``links`` (path, label) are added
+    to the index page.
     """
     check_token_rule(host, token)
     token = token or None
@@ -107,5 +109,6 @@ def create_app(monitor: Monitor, *, host: str = DEFAULT_HOST, token: str | None 
     state.host = host
     state.token_required = token is not None
     state.monitor = monitor
+    state.links = list(links)
     state.templates = Jinja2Templates(directory=TEMPLATES_DIR)
     return app

@@ -107,7 +107,8 @@ def test_backfill_run_retranslates_stored_images_and_then_nothing_is_missing(cat
 def test_backfill_cli_runs_the_same_plan(catalogue, monkeypatch, setenv, capsys):
     tmp, instance, _ = catalogue
     setenv(IMGTRANS_ARTIFACTS=str(tmp / "artifacts"),
-           IMGTRANS_TRANSLATION_CACHE=str(tmp / "artifacts" / "cache.sqlite"))
+           IMGTRANS_TRANSLATION_CACHE=str(tmp / "artifacts" / "cache.sqlite"),
+           IMGTRANS_TRANSLATION_MEMORY=str(tmp / "artifacts" / "memory.sqlite"))
     monkeypatch.setattr("imgtrans_pipeline.cli.dagster_instance", lambda: instance)
     assert imgtrans(["backfill", "--to", "en", "--dry-run"]) == 0
     out = capsys.readouterr().out

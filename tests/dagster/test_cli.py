@@ -21,6 +21,7 @@ def cli_env(tmp_path, monkeypatch):
     shutil.copyfile(Path(__file__).resolve().parents[2] / "dagster.yaml", home / "dagster.yaml")
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("IMGTRANS_TRANSLATION_CACHE", str(tmp_path / "cache.sqlite"))
+    monkeypatch.setenv("IMGTRANS_TRANSLATION_MEMORY", str(tmp_path / "memory.sqlite"))
     return tmp_path
 
 

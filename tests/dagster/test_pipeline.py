@@ -278,7 +278,8 @@ def test_chinese_to_korean_through_an_openai_compatible_server(tmp_path, instanc
     assert call["path"] == "/v1/chat/completions"
     assert call["json"]["messages"][1]["content"][0]["type"] == "image_url"
     pairs = json.loads((tmp_path / "artifacts" / "ko-1" / "translation.json").read_text("utf-8"))["pairs"]
-    assert pairs == [{"source": "限时特价", "translation": "[ko] 특가"}]
+    assert [(p["source"], p["translation"]) for p in pairs] == [("限时特价", "[ko] 특가")]
+    assert pairs[0]["via"] == {"origin": "engine", "engine": "openai", "model": "local-model"}
     rendered = np.asarray(Image.open(tmp_path / "artifacts" / "ko-1" / "result.png").convert("RGB"))
     seen = "".join(_texts(tesseract_ocr_engine, rendered, "ko").split())
     # Tesseract is the only offline Hangul reader and misreads a syllable now and then at large sizes.

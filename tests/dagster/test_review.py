@@ -15,6 +15,7 @@ from PIL import Image
 
 from imgtrans_pipeline import names
 from imgtrans_pipeline.cli import main
+from imgtrans_pipeline.engines.translate.memory import TranslationMemory
 from imgtrans_pipeline.orchestration.resources import stage_runner
 from imgtrans_pipeline.review import BlockEdit, RevisionConflict, UnknownBlock, WrongState
 from imgtrans_pipeline.review import rerender as rerender_module
@@ -39,6 +40,7 @@ def held(tmp_path_factory):
         patch.setenv("IMGTRANS_TRANSLATION_CACHE", str(tmp / "cache.sqlite"))
         patch.setenv("IMGTRANS_REVIEW_BELOW", "1.01")
         patch.setenv("IMGTRANS_ARTIFACTS", str(tmp / "artifacts"))
+        patch.setenv("IMGTRANS_TRANSLATION_MEMORY", str(tmp / "memory.sqlite"))
         patch.delenv("IMGTRANS_REDIS_URL", raising=False)
         from imgtrans_pipeline.core.settings import reset_settings
 
@@ -114,6 +116,29 @@ def test_export_edit_import_rerenders_only_the_changed_request(held, render_read
     out = capsys.readouterr().out
     assert f"{rid}: NOT APPLIED: exported at revision 1, now at revision 2" in out
     assert get_json(store, rid, names.META_JSON)["revision"]["number"] == 2
+
+
+def test_approved_correction_becomes_memory_for_later_requests(held, tmp_path, capsys):
+    """Issue 12 item 4: approving a corrected result writes the reviewer's text into the translation memory, and a
+    later image with the same source text gets it before any engine."""
+    tmp, _ = held
+    svc = service()
+    rid = next(e["request_id"] for e in list_reviews(svc.store)
+               if svc.details(e["request_id"])["blocks"][0]["source"] == "全新升级")
+    svc.rerender(rid, [BlockEdit(0, text="Brand-new Edition")], by="erin")
+    done = svc.approve(rid, by="erin")
+    assert done["state"] == "approved" and done["remembered"] == 1
+    entry = TranslationMemory(str(tmp / "memory.sqlite")).lookup("全新升级", "zh", "en")
+    assert entry is not None and entry.translation == "Brand-new Edition" and entry.origin == "reviewer"
+
+    later = text_image(["全新升级"], width=380, height=140, font_size=40).save(tmp_path / "later.png")
+    capsys.readouterr()
+    assert main(["translate", str(later), "--to", "en", "--from", "zh", "--out", str(tmp_path / "out"),
+                 "--json"]) == 0
+    new = next(e["request_id"] for e in list_reviews(svc.store) if e["request_id"] not in {rid}
+               and svc.details(e["request_id"])["blocks"][0]["source"] == "全新升级")
+    pair = get_json(svc.store, new, names.TRANSLATION_JSON)["pairs"][0]
+    assert pair["translation"] == "Brand-new Edition" and pair["via"]["origin"] == "memory", pair
 
 
 def test_xliff_round_trip_and_bad_rows(held, tmp_path):

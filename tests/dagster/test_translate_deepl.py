@@ -411,7 +411,9 @@ def test_a_pipeline_request_is_translated_by_deepl(tmp_path: Path, instance: Dag
     assert translate["json"]["text"] == ["限时特价"] and translate["json"]["glossary_id"] in deepl.glossaries
     assert translate["headers"]["Authorization"] == f"DeepL-Auth-Key {KEY}"
     pairs = json.loads((tmp_path / "artifacts" / "deepl-1" / "translation.json").read_text("utf-8"))["pairs"]
-    assert pairs == [{"source": "限时特价", "translation": "Limited-time SALE"}]
+    assert [(p["source"], p["translation"]) for p in pairs] == [("限时特价", "Limited-time SALE")]
+    assert pairs[0]["via"] == {"origin": "engine", "engine": "deepl", "model": "v2",  # DeepL applied the term
+                               "glossary_terms": [{"term": "特价", "translation": "SALE", "glossary": "request"}]}
 
 
 def test_a_rejected_key_is_a_recorded_pipeline_failure(tmp_path: Path, instance: DagsterInstance,

@@ -90,6 +90,7 @@ def pipeline_env(tmp: Path) -> dict[str, str]:
     return {
         "IMGTRANS_ARTIFACTS": str(tmp / "artifacts"),
         "IMGTRANS_TRANSLATION_CACHE": str(tmp / "artifacts" / "translation-cache.sqlite"),
+        "IMGTRANS_TRANSLATION_MEMORY": str(tmp / "artifacts" / "translation-memory.sqlite"),
         "IMGTRANS_MODELS_DIR": str(MODELS),
         "IMGTRANS_FONTS_DIR": str(tmp / "no-extra-fonts"),  # system Noto CJK only, like a fresh machine
     }
@@ -108,6 +109,7 @@ def pipeline_settings(artifacts: Path, **changes: Any) -> Any:
     from imgtrans_pipeline.core.settings import get_settings
 
     defaults = {"artifacts": str(artifacts), "translate__cache": str(Path(artifacts) / "cache.sqlite"),
+                "translate__memory": str(Path(artifacts) / "memory.sqlite"),
                 "models_dir": MODELS, "render__fonts_dir": "", "fetch__allow_private_urls": True}
     return get_settings().replace(**{**defaults, **changes})
 

@@ -2,7 +2,8 @@
 
 Proven here: requests pushed to Redis come back translated with no other command; the runs execute on the warm
 workers (the second run loads no engine); daemon and webserver share one long-lived code server; the gpu pool
-has one slot per worker on a host without GPU; SIGTERM stops every process it started.
+has one slot per worker on a host without GPU; the review page and /metrics are served by the same command;
+SIGTERM stops every process it started.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -30,6 +32,13 @@ pytestmark = pytest.mark.slow
                                                          (8, 3, (2, 1)), (1, 4, (1, 1))])
 def test_threads_are_split_to_about_one_per_core(cores, workers, split):
     assert thread_split(cores, workers) == split
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.NoSuchProcess:  # a short-lived child (e.g. a health check) ended since the tree was listed
+        return ""
 
 
 def _wait_results(client, ids: set[str], proc: subprocess.Popen[bytes], logs: Path, timeout: float) -> dict:
@@ -55,8 +64,10 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
            "IMGTRANS_CELERY_BROKER": redis_server.url.rsplit("/", 1)[0] + "/1", "IMGTRANS_BATCH_SIZE": "2"}
     images = [text_image([line], width=320, height=120, font_size=40, top=30).save(tmp_path / f"s{i}.png")
               for i, line in enumerate(["全新升级", "限时特价", "天然棉麻面料"])]
+    review_port = free_port()
     proc = subprocess.Popen([str(BIN / "imgtrans"), "serve", "--no-webserver", "--run-workers", "1",
-                             "--code-port", str(free_port()), "--log-dir", str(logs)],
+                             "--code-port", str(free_port()), "--log-dir", str(logs),
+                             "--review-port", str(review_port)],
                             cwd=PROJECT, env=env, start_new_session=True)
     try:
         # One request first (its run warms nothing: the pool process preloaded the engines), then two together.
@@ -71,12 +82,21 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
         assert {rid: r["status"] for rid, r in results.items()} == dict.fromkeys(("sv-0", "sv-1", "sv-2"), "succeeded")
         assert all(Path(r["result_url"].removeprefix("file://")).exists() for r in results.values())
 
+        # One app in the serve process: the review page beside /metrics and /status.
+        review = f"http://127.0.0.1:{review_port}"
+        with urllib.request.urlopen(f"{review}/review/", timeout=30) as page:
+            assert page.status == 200 and "Review queue" in page.read().decode()
+        with urllib.request.urlopen(f"{review}/metrics", timeout=30) as metrics:
+            assert metrics.status == 200 and b"imgtrans_up" in metrics.read()
+        with urllib.request.urlopen(f"{review}/status", timeout=30) as status:
+            assert status.status == 200
+
         workspace = (home / "workspace.serve.yaml").read_text()
         assert "grpc_server" in workspace and LOCATION in workspace
         tree = psutil.Process(proc.pid).children(recursive=True)
-        (code_server,) = [p for p in tree if "code-server start" in " ".join(p.cmdline())]
+        (code_server,) = [p for p in tree if "code-server start" in _cmdline(p)]
         under_code_server = {p.pid for p in code_server.children(recursive=True)}
-        grpc = [p for p in tree if "api grpc" in " ".join(p.cmdline())]
+        grpc = [p for p in tree if "api grpc" in _cmdline(p)]
         # The daemon manages no code server of its own: the one gRPC process is the one the code server runs.
         assert grpc and all(p.pid in under_code_server for p in grpc)
         with DagsterInstance.from_config(str(home)) as instance:

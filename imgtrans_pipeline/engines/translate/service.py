@@ -13,6 +13,10 @@ Why this layer exists:
   keyed by the glossary too.
 - Blank texts and texts with nothing to translate (prices, numbers, Latin text in a CJK image, URLs: see
   ``core.keep``) pass through untouched: engines hallucinate on them (OPUS-MT turns "¥99" into "Zoom 99").
+- A translation memory (``memory``: curated whole-text entries, e.g. reviewers' corrections, per catalogue or
+  shop scope) is consulted first: a text it knows takes the entry's translation without an engine call. Every
+  result says per text where its translation came from (``TranslationResult.sources``: memory, glossary, cache,
+  engine + model, passthrough), so a reviewer sees why.
 - Every number of a source text must come back, with its unit (``numbers``): number words are put back in
   digits, yuan shown as dollars become ¥, and texts still missing a number are translated once more with the
   numbers as placeholders. A number lost even then is flagged (``TranslationResult.flags``).
@@ -43,6 +47,7 @@ from ...core.keep import keep_reason
 from ...core.languages import AUTO
 from ...core.types import TranslationResult
 from .base import PageText, PageTranslator, Translator, check_translations, glossary_digest, model_id, native_glossary
+from .memory import MemoryEntry, TranslationMemory
 from .numbers import collapse_brand_echo, missing_numbers, protect_numbers, repair_numbers, restore_numbers
 
 logger = logging.getLogger(__name__)
@@ -147,16 +152,24 @@ class _Item:
     engine_text: str = ""  # what is sent to the engine (placeholders in place of glossary terms)
     terms: list[tuple[str, str]] = field(default_factory=list)  # (matched source term, glossary value)
     flags: list[str] = field(default_factory=list)  # problems left in the translation ("number_lost:5折")
+    origin: str = "engine"  # where ``final`` came from: memory, glossary, passthrough, cache or engine
+    memory: MemoryEntry | None = None
 
 
 class TranslationService:
-    """Cache + glossary + validation around one ``Translator``; ``translate`` is what the pipeline calls."""
+    """Memory + cache + glossary + validation around one ``Translator``; ``translate`` is what the pipeline calls.
+
+    ``glossary`` applies to every request; ``scoped_glossaries`` ({scope: {term: translation}}) to requests of
+    that scope, over the global one."""
 
     def __init__(self, translator: Translator, cache: TranslationCache | None = None,
-                 glossary: Mapping[str, str] | None = None) -> None:
+                 glossary: Mapping[str, str] | None = None, memory: TranslationMemory | None = None,
+                 scoped_glossaries: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self.translator = translator
         self.cache = cache
         self.glossary = dict(glossary or {})
+        self.memory = memory
+        self.scoped_glossaries = {scope: dict(terms) for scope, terms in (scoped_glossaries or {}).items()}
 
     def check_pair(self, source_lang: str, target_lang: str) -> None:
         """Raise ``UnsupportedLanguagePair`` (permanent) when the engine does not translate this pair."""
@@ -187,13 +200,13 @@ class TranslationService:
         stripped = text.strip()
         item = _Item(stripped)
         if not stripped:
-            item.final = ""
+            item.final, item.origin = "", "passthrough"
             return item
         if self._normalise(stripped) in lookup:
-            item.final = lookup[self._normalise(stripped)]
+            item.final, item.origin = lookup[self._normalise(stripped)], "glossary"
             return item
         if keep_reason(stripped, source_lang, target_lang) is not None:
-            item.final = stripped
+            item.final, item.origin = stripped, "passthrough"
             return item
         item.engine_text = stripped
         if term_regex is None:
@@ -228,25 +241,30 @@ class TranslationService:
     # -- main entry ------------------------------------------------------------------------------------------
 
     def translate(self, texts: Sequence[str], source_lang: str, target_lang: str,
-                  glossary: Mapping[str, str] | None = None, page: PageText | None = None) -> TranslationResult:
+                  glossary: Mapping[str, str] | None = None, page: PageText | None = None,
+                  scope: str = "") -> TranslationResult:
         """Translate one image's texts (one result per text, same order) with at most one engine call
-        for everything not cached (two when the engine mangled a glossary placeholder).
+        for everything not in the memory or cached (two when the engine mangled a glossary placeholder).
 
         ``page``: the same texts as page blocks (block ``i`` is ``texts[i]``) with what a page-aware engine
-        uses; ignored by other engines."""
+        uses; ignored by other engines. ``scope`` (a catalogue or shop id) selects that scope's glossary section
+        and memory entries first."""
         texts = list(texts)
         if source_lang == AUTO:
             raise InvalidRequest("source_lang", "'auto' must be resolved (e.g. from OCR) before translation")
         engine = self.translator.name
         if source_lang == target_lang:
             logger.info("source and target are both %s: texts pass through untranslated", source_lang)
-            return TranslationResult(texts, [t.strip() for t in texts], source_lang, target_lang, engine, "identity")
+            return TranslationResult(texts, [t.strip() for t in texts], source_lang, target_lang, engine, "identity",
+                                     sources=[{"origin": "passthrough", "reason": "same language"} for _ in texts])
         if not self.translator.supports(source_lang, target_lang):
             raise UnsupportedLanguagePair(source_lang, target_lang, engine)
         model = model_id(self.translator, source_lang, target_lang)
 
-        merged = {**self.glossary, **(glossary or {})}
-        merged = {k.strip(): v.strip() for k, v in merged.items() if k.strip()}
+        layers = (("global", self.glossary), (f"scope:{scope}", self.scoped_glossaries.get(scope, {}) if scope else {}),
+                  ("request", glossary or {}))
+        merged = {k.strip(): v.strip() for _label, terms in layers for k, v in terms.items() if k.strip()}
+        term_from = {self._normalise(k): label for label, terms in layers for k in terms if k.strip()}
         term_regex = None
         if merged:
             terms = sorted(merged, key=len, reverse=True)  # longest first so "耐克Air" beats "耐克"
@@ -255,7 +273,9 @@ class TranslationService:
         # An engine with its own glossaries gets the terms as they are, and the glossary with them.
         native = bool(merged) and native_glossary(self.translator, source_lang, target_lang)
         engine_glossary = merged if native else None
-        items = [self._prepare(t, source_lang, target_lang, lookup, term_regex, placeholders=not native)
+        remembered = self.memory.lookup_many(texts, source_lang, target_lang, scope) if self.memory else {}
+        items = [self._remembered(t, remembered[t]) if t in remembered
+                 else self._prepare(t, source_lang, target_lang, lookup, term_regex, placeholders=not native)
                  for t in texts]
 
         pending = [it for it in items if it.final is None]
@@ -264,9 +284,15 @@ class TranslationService:
                 raise ValueError(f"page has {len(page.blocks)} blocks for {len(items)} texts")
             hits = self._translate_page(page, items, merged, source_lang, target_lang, engine, model)
             self._keep_numbers(pending, source_lang, target_lang, engine, model)
-            return self._result(texts, items, source_lang, target_lang, engine, model, hits)
+            return self._result(texts, items, source_lang, target_lang, engine, model, hits,
+                                [self._provenance(it, engine, model, term_from, source_lang, target_lang)
+                                 for it in items])
+        cached_texts: set[str] = set()
         engine_out, hits = self._translate_engine_texts([it.engine_text for it in pending], source_lang,
-                                                        target_lang, engine, model, engine_glossary)
+                                                        target_lang, engine, model, engine_glossary,
+                                                        cached_texts=cached_texts)
+        for it in pending:
+            it.origin = "cache" if it.engine_text in cached_texts else "engine"
         mangled: list[_Item] = []
         for it in pending:
             raw = engine_out[it.engine_text]
@@ -282,11 +308,34 @@ class TranslationService:
         if mangled:
             self._fallback_glossary(mangled, source_lang, target_lang, engine, model)
         self._keep_numbers(pending, source_lang, target_lang, engine, model, engine_glossary)
-        return self._result(texts, items, source_lang, target_lang, engine, model, hits)
+        return self._result(texts, items, source_lang, target_lang, engine, model, hits,
+                            [self._provenance(it, engine, model, term_from, source_lang, target_lang) for it in items])
+
+    @staticmethod
+    def _remembered(text: str, entry: MemoryEntry) -> _Item:
+        return _Item(text.strip(), final=entry.translation, origin="memory", memory=entry)
+
+    def _provenance(self, it: _Item, engine: str, model: str, term_from: Mapping[str, str], source_lang: str,
+                    target_lang: str) -> dict[str, object]:
+        """Where ``it``'s translation came from, for translation.json and meta.json."""
+        source: dict[str, object] = {"origin": it.origin}
+        if it.memory is not None:
+            source.update(it.memory.provenance())
+        elif it.origin == "glossary":
+            source["glossary"] = term_from.get(self._normalise(it.text), "request")
+        elif it.origin == "passthrough":
+            source["reason"] = f"keep:{keep_reason(it.text, source_lang, target_lang)}" if it.text else "blank"
+        else:
+            source.update(engine=engine, model=model)
+            if it.terms:
+                source["glossary_terms"] = [{"term": term, "translation": value,
+                                             "glossary": term_from.get(self._normalise(term), "request")}
+                                            for term, value in it.terms]
+        return source
 
     @staticmethod
     def _result(texts: list[str], items: list[_Item], source_lang: str, target_lang: str, engine: str, model: str,
-                hits: int) -> TranslationResult:
+                hits: int, sources: list[dict[str, object]] | None = None) -> TranslationResult:
         for it in items:
             for term, value in it.terms:
                 if value and value.casefold() not in (it.final or "").casefold():
@@ -295,7 +344,7 @@ class TranslationService:
         translations = [it.final or "" for it in items]
         flags = {index: it.flags for index, it in enumerate(items) if it.flags}
         return TranslationResult(texts, translations, source_lang, target_lang, engine, model, cache_hits=hits,
-                                 flags=flags)
+                                 flags=flags, sources=list(sources or []))
 
     def _translate_page(self, page: PageText, items: list[_Item], glossary: Mapping[str, str], source_lang: str,
                         target_lang: str, engine: str, model: str) -> int:
@@ -336,11 +385,12 @@ class TranslationService:
         for it in items:
             if it.final is None:
                 it.final = result[it.text]
+                it.origin = "cache" if it.text in cached else "engine"
         return hits
 
     def _translate_engine_texts(self, engine_texts: list[str], source_lang: str, target_lang: str,
                                 engine: str, model: str, glossary: Mapping[str, str] | None = None,
-                                ) -> tuple[dict[str, str], int]:
+                                cached_texts: set[str] | None = None) -> tuple[dict[str, str], int]:
         """Translations for ``engine_texts`` from the cache or one engine call; also the number of cache hits.
 
         ``glossary`` goes to an engine that applies it itself. A text's cache entry is then keyed by the glossary
@@ -354,6 +404,8 @@ class TranslationService:
                 group = [t for t in unique if keys[t] == key]
                 cached.update(self.cache.get_many(engine, key, source_lang, target_lang, group))
         hits = sum(1 for t in engine_texts if t in cached)
+        if cached_texts is not None:
+            cached_texts.update(cached)
         missing = [t for t in unique if t not in cached]
         result = dict(cached)
         if missing:
