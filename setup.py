@@ -43,6 +43,7 @@ setup(
         "uvicorn>=0.30",
         "jinja2>=3.1",
         "psutil>=5.9",  # process trees: imgtrans serve, the benchmarks' CPU and memory figures
+        "pyyaml>=6",  # content inspection rules files (already a Dagster dependency)
     ],
     extras_require={
         # LaMa inpainting (TorchScript). torch==2.13.0 is the CPU wheel these machines carry on disk.

@@ -51,6 +51,7 @@ class Outcome:
     result: str | None
     error: str | None
     run_id: str
+    inspection: dict[str, Any] | None = None  # verdict, categories and matches of the content inspection
 
 
 def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[str, Any]:
@@ -58,7 +59,8 @@ def _request(input_ref: str, args: argparse.Namespace, request_id: str) -> dict[
     from .core.request import RequestOptions, TranslationRequest, parse_context, to_config
 
     options = RequestOptions(output_format=args.format, context=parse_context(getattr(args, "context", None)),
-                             glossary_scope=getattr(args, "glossary_scope", None) or "")
+                             glossary_scope=getattr(args, "glossary_scope", None) or "",
+                             mode="inspect" if getattr(args, "inspect_only", False) else "translate")
     return to_config(TranslationRequest(request_id=request_id, image_url=input_ref, target_lang=args.to,
                                         source_lang=args.source, options=options))
 
@@ -102,7 +104,12 @@ def translate_inputs(inputs: list[str], args: argparse.Namespace) -> list[Outcom
             else:
                 err = meta.get("error")
                 reason = f"[{err['stage']}] {err['reason']}" if err else (meta.get("review") or {}).get("why")
-                outcomes.append(Outcome(ref, ids[ref], meta["status"], meta.get("result"), reason, result.run_id))
+                inspection = meta.get("inspection")
+                findings = None if inspection is None else {
+                    "verdict": inspection.get("verdict", "pass"), "categories": inspection.get("categories", {}),
+                    "matches": inspection.get("matches", [])}
+                outcomes.append(Outcome(ref, ids[ref], meta["status"], meta.get("result"), reason, result.run_id,
+                                        findings))
         progress(len(batch))
     progress(0, close=True)
     return outcomes
@@ -148,6 +155,11 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     if not inputs:
         print("imgtrans: no input images", file=sys.stderr)
         return 2
+    if not args.to:
+        if not args.inspect_only:
+            print("imgtrans translate: error: --to is required (unless --inspect-only)", file=sys.stderr)
+            raise SystemExit(2)  # a usage error, as argparse reports one
+        args.to = "zh" if args.source == "en" else "en"  # nothing is translated; the request still names a target
     from .core.errors import InvalidRequest
     from .core.request import parse_context
 
@@ -183,6 +195,11 @@ def _cmd_translate(args: argparse.Namespace) -> int:
             failed += 1
         if args.json:
             print(json.dumps({**outcome.__dict__, "result": shown}, ensure_ascii=False))
+        elif args.inspect_only and outcome.status == "succeeded":
+            found = outcome.inspection or {}
+            hits = "; ".join(f"{m['rule']} ({m['action']}): '{m['text']}' block {m['block']}"
+                             for m in found.get("matches", []))
+            print(f"{outcome.input} INSPECTED {found.get('verdict', 'pass')}" + (f": {hits}" if hits else ""))
         elif outcome.status == "succeeded":
             print(f"{outcome.input} -> {shown}")
         elif held:
@@ -409,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("translate", help="translate images (files, folders, URLs) through the Dagster job")
     tr.add_argument("inputs", nargs="+", help="image files, folders of images, http(s)://, file:// or s3:// URLs")
-    tr.add_argument("--to", required=True, help="target language (e.g. en, ko, ja)")
+    tr.add_argument("--to", help="target language (e.g. en, ko, ja); required unless --inspect-only")
     tr.add_argument("--from", dest="source", default="auto", help="source language (default: auto)")
     tr.add_argument("--out", help="copy results here as <name>.<lang>.<ext>")
     tr.add_argument("--format", default="png", choices=["png", "jpeg", "webp"], help="output format")
@@ -420,6 +437,9 @@ def main(argv: list[str] | None = None) -> int:
                     "LLM translation engines use to choose their words")
     tr.add_argument("--batch-size", type=int, default=4, help="requests per Dagster run (default 4)")
     tr.add_argument("--json", action="store_true", help="print one JSON object per input")
+    tr.add_argument("--inspect-only", action="store_true",
+                    help="download, OCR and content inspection only: print the findings, translate nothing "
+                         "(rules: IMGTRANS_INSPECTION_RULES, else the shipped starter set)")
     tr.set_defaults(func=_cmd_translate)
     bf = sub.add_parser("backfill", help="translate stored images missing a target language or pipeline version")
     bf.add_argument("--to", action="append", required=True, help="target language (repeatable)")

@@ -21,7 +21,15 @@ PUBLISH = "publish"
 STAGES = (DOWNLOAD, OCR, TRANSLATE, INPAINT, RENDER, PUBLISH)
 # Scoring the result is a stage of the runner run inside the render step (it reads what render drew).
 QUALITY = "quality"
-RUN_ORDER = (DOWNLOAD, OCR, TRANSLATE, INPAINT, RENDER, QUALITY, PUBLISH)
+# Content inspection is a stage of the runner too, run twice: on the OCR text inside the ocr step (a reject stops
+# the request before it is translated; an inspect-only request ends there) and on the translation inside the
+# translate step (a clean source can become a banned claim).
+INSPECT = "inspect"
+RUN_ORDER = (DOWNLOAD, OCR, INSPECT, TRANSLATE, INSPECT, INPAINT, RENDER, QUALITY, PUBLISH)
+# What an inspect-only request (options.mode "inspect") skips: download -> ocr -> inspect -> publish.
+INSPECT_ONLY_SKIPS = frozenset({TRANSLATE, INPAINT, RENDER, QUALITY})
+MODE_TRANSLATE = "translate"
+MODE_INSPECT = "inspect"
 GPU_STAGES = frozenset({OCR, INPAINT})  # run in the Dagster pool GPU_POOL, one request at a time on a GPU
 
 # --- jobs, pools, partitions ----------------------------------------------------------------------------------
@@ -46,6 +54,8 @@ CHECK_ONE_TRANSLATION_PER_BLOCK = "one_translation_per_block"
 CHECK_NO_SOURCE_TEXT_LEFT = "no_source_text_left"
 CHECK_OUTPUT_DECODES = "output_decodes"
 CHECK_QUALITY = "quality_score_above_minimum"
+CHECK_INSPECTION = "no_rejected_content"  # on ocr_result and translation: no reject rule fired
+INSPECTION_METADATA = "inspection_matches"  # materialization metadata: rule hits of the request
 QUALITY_SCORE_METADATA = "quality_score"  # rendered_image materialization metadata (the /metrics histogram reads it)
 
 # --- run tags -------------------------------------------------------------------------------------------------
@@ -62,6 +72,10 @@ SOURCE_CLI = "cli"
 SOURCE_BACKFILL = "backfill"
 SOURCE_BENCHMARK = "benchmark"
 SOURCE_REVIEW = "review"
+SOURCE_KAFKA = "kafka"
+# Runs whose requests come from a queue anyone with queue access can write to: downloads obey the trust boundary
+# (IMGTRANS_FILE_ROOTS, IMGTRANS_S3_BUCKETS). The CLI, Launchpad, backfills and reviews are trusted.
+QUEUED_SOURCES = frozenset({SOURCE_REDIS, SOURCE_KAFKA})
 TAG_REVISION = "imgtrans/revision"  # the revision a rerender_request run produced
 
 # Tags the warm run workers write on every run they execute (scaleout.app).

@@ -12,6 +12,8 @@ Tests live in one directory per layer, and each test gets that layer's marker (`
 
 from __future__ import annotations
 
+import os
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -29,6 +31,10 @@ pytest_plugins = [
 
 LAYERS = ("unit", "dagster", "system")
 TESTS = Path(__file__).resolve().parent
+
+# Queued requests read local files only below IMGTRANS_FILE_ROOTS (README "Trust boundary"): the tests queue images
+# they generate under the temporary directory, and the bundled samples. Tests of the boundary set their own roots.
+os.environ.setdefault("IMGTRANS_FILE_ROOTS", f"{tempfile.gettempdir()}:{TESTS.parent / 'samples'}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -87,3 +87,17 @@ class StorageError(PipelineError):
     """The artifact store could not read or write an object."""
 
     stage = "publish"
+
+
+class InspectionRejected(PipelineError):
+    """Content inspection found text a ``reject`` rule forbids; ``rule`` names the first rule that fired."""
+
+    stage = "inspect"
+
+    def __init__(self, reason: str, *, rule: str, matches: list[dict[str, object]]) -> None:
+        super().__init__(reason)
+        self.rule = rule
+        self.matches = matches
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "rule": self.rule}

@@ -16,6 +16,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SUPPORTED_SCHEMES = {"http", "https", "file", "s3"}
 _OUTPUT_FORMATS = {"png", "jpeg", "webp"}
 _SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+MODES = ("translate", "inspect")  # inspect: download -> OCR -> content inspection, findings only
 # What a request may say about the product its image shows; LLM engines pass it on to the model.
 CONTEXT_KEYS = ("title", "category", "brand", "text")
 MAX_CONTEXT_CHARS = 2000
@@ -33,6 +34,7 @@ class RequestOptions:
     glossary_scope: str = ""
     # Product title, category, brand and free text ("text"): a plain string given by a caller becomes {"text": ...}.
     context: dict[str, str] = field(default_factory=dict)
+    mode: str = "translate"  # "inspect": findings of the content inspection only, no translation or result image
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,7 +62,7 @@ def _parse_options(raw: Any) -> RequestOptions:
         return RequestOptions()
     if not isinstance(raw, dict):
         raise InvalidRequest("options", "must be an object")
-    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope"}
+    unknown = set(raw) - {"output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope", "mode"}
     if unknown:
         raise InvalidRequest("options", f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = str(raw.get("output_format", "png")).lower()
@@ -80,8 +82,11 @@ def _parse_options(raw: Any) -> RequestOptions:
     ):
         raise InvalidRequest("options.glossary", "must map non-empty source terms to translation strings")
     scope = validate_scope(raw.get("glossary_scope") or "", field="options.glossary_scope")
+    mode = raw.get("mode") or "translate"
+    if mode not in MODES:
+        raise InvalidRequest("options.mode", f"must be one of {', '.join(MODES)} (got {mode!r})")
     return RequestOptions(output_format=fmt, jpeg_quality=quality, force=force, glossary=dict(glossary),
-                          context=parse_context(raw.get("context")), glossary_scope=scope)
+                          context=parse_context(raw.get("context")), glossary_scope=scope, mode=mode)
 
 
 def parse_context(raw: Any) -> dict[str, str]:
@@ -194,7 +199,7 @@ def parse_request(raw: Any) -> TranslationRequest:
 # --- conversions: the other shapes a request takes ---------------------------------------------------------------
 # A request travels as a queue message (``parse_request`` / ``to_dict``: options nested) and as the download op's
 # config in a run (the Launchpad shape: options flattened, ``to_config`` / ``request_from_config``).
-_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope")
+_CONFIG_OPTIONS = ("output_format", "jpeg_quality", "force", "glossary", "context", "glossary_scope", "mode")
 
 
 def to_config(request: TranslationRequest) -> dict[str, Any]:

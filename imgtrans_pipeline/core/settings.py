@@ -116,6 +116,21 @@ class FetchSection(_Section):
     concurrency: int = _env("IMGTRANS_DOWNLOAD_CONCURRENCY", 8, ge=1)
     retries: int = _env("IMGTRANS_DOWNLOAD_RETRIES", 4, ge=0)
     timeout_s: float = _env("IMGTRANS_DOWNLOAD_TIMEOUT_SECONDS", 30.0, gt=0)
+    # Trust boundary of queued requests (Redis, Kafka): local paths only below these roots (colon-separated; unset =
+    # none), s3:// only from these buckets (comma- or colon-separated; unset = the artifact store's own bucket).
+    # The CLI and the Launchpad are not restricted.
+    file_roots: str = _env("IMGTRANS_FILE_ROOTS", "")
+    s3_buckets: str | None = _env("IMGTRANS_S3_BUCKETS", None)
+
+    def queued_file_roots(self) -> list[str]:
+        return [root for root in self.file_roots.split(":") if root.strip()]
+
+    def queued_s3_buckets(self, artifacts: str) -> list[str]:
+        if self.s3_buckets is not None:
+            return [b.strip() for b in self.s3_buckets.replace(":", ",").split(",") if b.strip()]
+        if artifacts.startswith("s3://"):
+            return [artifacts.removeprefix("s3://").split("/", 1)[0]]
+        return []
 
 
 class RuntimeSection(_Section):
@@ -131,6 +146,11 @@ class RuntimeSection(_Section):
     gpu_min_free_mb: int = _env("IMGTRANS_GPU_MIN_FREE_MB", 2048, ge=0)
     gpu_wait_timeout_s: float = _env("IMGTRANS_GPU_WAIT_TIMEOUT_SECONDS", 300.0, gt=0)
     log_format: Literal["text", "json"] = _env("IMGTRANS_LOG_FORMAT", "text")
+    # Content inspection rules (YAML file, or "builtin" for the shipped starter set); unset = no inspection, except
+    # for inspect-only requests, which use the starter set then.
+    inspection_rules: str | None = _env("IMGTRANS_INSPECTION_RULES", None)
+    # `imgtrans serve` stops gracefully (as on SIGTERM) once this file exists.
+    stop_file: str | None = _env("IMGTRANS_STOP_FILE", None)
 
 
 class IntakeSection(_Section):

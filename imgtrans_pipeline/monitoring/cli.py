@@ -115,6 +115,13 @@ def format_status(snapshot: StatusSnapshot) -> str:
                   f"  {'median':<22}{quality.p50:.2f}",
                   f"  {'lowest':<22}{quality.min:.2f}",
                   f"  {'below ' + format(quality.minimum, 'g'):<22}{quality.below_minimum}  (IMGTRANS_MIN_QUALITY)"]
+    inspection = snapshot.inspection
+    if inspection is not None:
+        lines += ["", f"Content inspection (last {inspection.inspected} inspected request(s))"]
+        lines += [f"  {verdict:<22}{inspection.verdicts.get(verdict, 0)}"
+                  for verdict in ("pass", "flag", "review", "reject")]
+        lines += [f"  rule {rule:<17}{count}  ({inspection.rule_categories.get(rule, '')})"
+                  for rule, count in sorted(inspection.rules.items(), key=lambda kv: -kv[1])[:10]]
     return "\n".join(lines) + "\n"
 
 

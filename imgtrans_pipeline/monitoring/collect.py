@@ -88,6 +88,17 @@ class QualitySummary:
 
 
 @dataclass
+class InspectionSummary:
+    """Content inspection (meta.json ``inspection``) of the sampled finished requests."""
+
+    inspected: int
+    verdicts: dict[str, int]  # pass / flag / review / reject -> requests
+    categories: dict[str, int]  # category -> matches
+    rules: dict[str, int]  # rule id -> matches
+    rule_categories: dict[str, str] = field(default_factory=dict)  # rule id -> its category
+
+
+@dataclass
 class StatusSnapshot:
     """Everything ``imgtrans status`` prints and ``/metrics`` exports; :meth:`to_dict` is JSON-serialisable.
 
@@ -119,6 +130,7 @@ class StatusSnapshot:
     timing_requests: int = 0
     timings_error: str | None = None
     quality: QualitySummary | None = None  # from the same meta.json sample
+    inspection: InspectionSummary | None = None  # from the same meta.json sample
     # GPU pool
     gpu_pool: GpuPool | None = None
     gpu_pool_error: str | None = None
@@ -305,8 +317,9 @@ def recent_request_ids(instance: Any, job: str, limit: int) -> list[str]:
     return list(seen)
 
 
-def _read_meta(store: Any, request_id: str) -> tuple[dict[str, float], float | None] | None:
-    """(stage timings, quality score or None) of one request's meta.json; None when there is none to read."""
+def _read_meta(store: Any, request_id: str) -> tuple[dict[str, float], float | None, dict[str, Any] | None] | None:
+    """(stage timings, quality score or None, inspection or None) of one request's meta.json; None when there is
+    none to read."""
     from ..storage import get_json
 
     try:
@@ -319,8 +332,29 @@ def _read_meta(store: Any, request_id: str) -> tuple[dict[str, float], float | N
     quality = meta.get("quality")
     score = quality.get("score") if isinstance(quality, dict) else None
     numeric = isinstance(score, int | float) and not isinstance(score, bool)
+    inspection = meta.get("inspection")
     return ({str(k): float(v) for k, v in timings.items() if isinstance(v, int | float) and not isinstance(v, bool)},
-            float(score) if numeric else None)
+            float(score) if numeric else None, inspection if isinstance(inspection, dict) else None)
+
+
+def inspection_summary(inspections: list[dict[str, Any]]) -> InspectionSummary | None:
+    if not inspections:
+        return None
+    verdicts: dict[str, int] = {}
+    categories: dict[str, int] = {}
+    rules: dict[str, int] = {}
+    rule_categories: dict[str, str] = {}
+    for inspection in inspections:
+        verdict = str(inspection.get("verdict", "pass"))
+        verdicts[verdict] = verdicts.get(verdict, 0) + 1
+        for match in inspection.get("matches", []) or []:
+            if isinstance(match, dict):
+                categories[str(match.get("category"))] = categories.get(str(match.get("category")), 0) + 1
+                rules[str(match.get("rule"))] = rules.get(str(match.get("rule")), 0) + 1
+                rule_categories[str(match.get("rule"))] = str(match.get("category"))
+    return InspectionSummary(inspected=len(inspections), verdicts=dict(sorted(verdicts.items())),
+                             categories=dict(sorted(categories.items())), rules=dict(sorted(rules.items())),
+                             rule_categories=rule_categories)
 
 
 def quality_summary(scores: list[float], minimum: float) -> QualitySummary | None:
@@ -359,8 +393,9 @@ def _collect_timings(snapshot: StatusSnapshot, instance: Any, store: Any | None,
         logger.warning("status: per-stage timings unavailable: %s", snapshot.timings_error)
         return
     snapshot.timing_requests = len(found)
-    snapshot.stage_timings = stage_timings(timings for timings, _ in found)
-    snapshot.quality = quality_summary([score for _, score in found if score is not None], min_quality)
+    snapshot.stage_timings = stage_timings(timings for timings, _, _ in found)
+    snapshot.quality = quality_summary([score for _, score, _ in found if score is not None], min_quality)
+    snapshot.inspection = inspection_summary([inspection for _, _, inspection in found if inspection is not None])
 
 
 # --- entry points -----------------------------------------------------------------------------------------------

@@ -59,8 +59,15 @@ QUALITY_RECENT = Family("imgtrans_quality_recent", "gauge",
                         "Quality scores of the last finished requests (meta.json): median, lowest, and how many fell "
                         "below IMGTRANS_MIN_QUALITY.", ("stat",))
 
+INSPECTION_RECENT = Family("imgtrans_inspection_recent", "gauge",
+                           "Content inspection of the last finished requests (meta.json): requests per verdict "
+                           "(pass, flag, review, reject).", ("verdict",))
+INSPECTION_MATCHES = Family("imgtrans_inspection_matches_recent", "gauge",
+                            "Inspection rule matches in the last finished requests, per rule and category.",
+                            ("rule", "category"))
+
 FAMILIES = (UP, QUEUE_DEPTH, QUEUE_CLAIMED, DEAD_LETTERS, RESULTS, RUNS, IN_FLIGHT, FINISHED, THROUGHPUT,
-            STAGE_SECONDS, GPU_POOL, QUALITY_RECENT, COLLECT_SECONDS)
+            STAGE_SECONDS, GPU_POOL, QUALITY_RECENT, INSPECTION_RECENT, INSPECTION_MATCHES, COLLECT_SECONDS)
 
 
 class QuantileSummary(SummaryMetricFamily):
@@ -134,6 +141,13 @@ def snapshot_metrics(snapshot: StatusSnapshot) -> list[Metric]:
         out.gauge(QUALITY_RECENT, quality.min, "min")
         out.gauge(QUALITY_RECENT, quality.below_minimum, "below_minimum")
         out.gauge(QUALITY_RECENT, quality.count, "count")
+
+    if snapshot.inspection is not None:
+        inspection = snapshot.inspection
+        for verdict in ("pass", "flag", "review", "reject"):
+            out.gauge(INSPECTION_RECENT, inspection.verdicts.get(verdict, 0), verdict)
+        for rule, count in inspection.rules.items():
+            out.gauge(INSPECTION_MATCHES, count, rule, inspection.rule_categories.get(rule, ""))
 
     if snapshot.gpu_pool is not None:
         pool = snapshot.gpu_pool

@@ -42,6 +42,8 @@ def _stage_asset(context: AssetExecutionContext, stage: str, items: list[WorkIte
                  summary: Any) -> Any:
     runner = stage_runner(context.resources)
     items = run_stage(context, stage, items, runner)
+    if stage in (names.OCR, names.TRANSLATE):  # the text it produced is inspected, as in translate_images
+        items = run_stage(context, names.INSPECT, items, runner)
     yield from asset_outputs(stage, items, runner, summary(items))
 
 
@@ -70,7 +72,7 @@ def source_image(context: AssetExecutionContext) -> Any:
                              {"images": len(items), "failed": sum(not i.ok for i in items)})
 
 
-@asset(key=asset_key(names.OCR_RESULT), pool=names.GPU_POOL, **COMMON)
+@asset(key=asset_key(names.OCR_RESULT), pool=names.GPU_POOL, check_specs=_checks(names.OCR), **COMMON)
 def ocr_result(context: AssetExecutionContext, source_image: list[WorkItem]) -> Any:
     yield from _stage_asset(context, names.OCR, source_image,
                             lambda items: {"blocks": sum(len(i.ocr.blocks) for i in items if i.ocr)})

@@ -33,7 +33,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "fetcher": FetchResource(allow_private_urls=fetch.allow_private_urls, max_bytes=fetch.max_download_bytes,
                                  max_pixels=fetch.max_image_pixels, concurrency=fetch.concurrency,
                                  retries=fetch.retries, timeout_s=fetch.timeout_s,
-                                 s3_endpoint_url=settings.s3.endpoint_url or ""),
+                                 s3_endpoint_url=settings.s3.endpoint_url or "",
+                                 queued_file_roots=fetch.queued_file_roots(),
+                                 queued_s3_buckets=fetch.queued_s3_buckets(settings.artifacts)),
         "ocr_engine": OcrResource(engine=ocr.engine, fallback_engine=ocr.fallback_engine,
                                   min_confidence=ocr.min_confidence, tall_ratio=ocr.tall_ratio,
                                   threads=ocr.threads or 1, models_dir=str(settings.models_dir)),
@@ -52,7 +54,8 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "runtime": RuntimeResource(item_threads=runtime.item_threads or 1, gpu_min_free_mb=runtime.gpu_min_free_mb,
                                    gpu_wait_timeout_s=runtime.gpu_wait_timeout_s,
                                    quality_score=runtime.quality_score, min_quality=runtime.min_quality,
-                                   review_below=runtime.review_below or 0.0),
+                                   review_below=runtime.review_below or 0.0,
+                                   inspection_rules=runtime.inspection_rules or ""),
         "translation_items": translation_items_io_manager,  # the assets' per-partition items
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=runtime.batch_size, max_in_flight=settings.intake.max_in_flight,

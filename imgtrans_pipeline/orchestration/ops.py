@@ -42,6 +42,8 @@ class RequestConfig(Config):
     context: dict[str, str] = Field(default_factory=dict, description="What the image shows, for LLM engines: "
                                     "title, category, brand, text (free text).")
     callback_url: str = ""
+    mode: str = Field(default="translate", description="translate, or inspect: download, OCR and content "
+                      "inspection only (findings in meta.json, no result image).")
 
     def to_request(self) -> TranslationRequest:
         return request_from_config(self.model_dump())
@@ -53,6 +55,11 @@ class BatchConfig(Config):
 
 def _from_redis(context: OpExecutionContext) -> bool:
     return context.run.tags.get(names.TAG_SOURCE) == names.SOURCE_REDIS
+
+
+def _queued(context: OpExecutionContext) -> bool:
+    """Requests from a queue (Redis, Kafka): their URLs pass the trust boundary (IMGTRANS_FILE_ROOTS/_S3_BUCKETS)."""
+    return context.run.tags.get(names.TAG_SOURCE) in names.QUEUED_SOURCES
 
 
 def _requests(config: BatchConfig) -> list[TranslationRequest]:
@@ -73,7 +80,7 @@ def download(context: OpExecutionContext, config: BatchConfig) -> list[WorkItem]
     items = new_items(_requests(config))
     if _from_redis(context):
         context.resources.intake.mark_running([item.request_id for item in items], context.run_id)
-    runner = stage_runner(context.resources)
+    runner = stage_runner(context.resources, queued=_queued(context))
     items = run_stage(context, names.DOWNLOAD, items, runner)
     register_partitions(context.instance, items)
     for item in items:
@@ -86,18 +93,20 @@ def download(context: OpExecutionContext, config: BatchConfig) -> list[WorkItem]
 
 @op(name=names.OCR, pool=names.GPU_POOL, tags={"kind": "gpu"}, **STEP)
 def ocr(context: OpExecutionContext, items: list[WorkItem]) -> list[WorkItem]:
-    """Find and read the text lines (tall images in overlapping slices), grouped into blocks."""
+    """Find and read the text lines (tall images in overlapping slices), grouped into blocks; inspect the text."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.OCR, items, runner)
+    items = run_stage(context, names.INSPECT, items, runner)
     record_requests(context, names.OCR, items, runner)
     return items
 
 
 @op(name=names.TRANSLATE, tags={"kind": "io"}, **STEP)
 def translate(context: OpExecutionContext, items: list[WorkItem]) -> list[WorkItem]:
-    """Translate each image's text blocks in one batched call (cached, glossary applied)."""
+    """Translate each image's text blocks in one batched call (cached, glossary applied); inspect the translation."""
     runner = stage_runner(context.resources)
     items = run_stage(context, names.TRANSLATE, items, runner)
+    items = run_stage(context, names.INSPECT, items, runner)
     record_requests(context, names.TRANSLATE, items, runner)
     return items
 

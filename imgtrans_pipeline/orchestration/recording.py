@@ -97,7 +97,7 @@ def run_stage(context: Any, stage: str, items: list[WorkItem], runner: StageRunn
     items = copy_items(items)
     runner = runner or stage_runner(context.resources)
     with permanent_errors_fail_once():
-        runner.prepare(stage)
+        runner.prepare(stage, items)
     runner.run(stage, items)
     retry_transient(context, items, stage)
     return items
@@ -202,6 +202,31 @@ def check_output_decodes(item: WorkItem, runner: StageRunner) -> tuple[bool, dic
                                                              "format": item.rendered.format}
 
 
+def inspected(item: WorkItem, side: str) -> bool:
+    return item.inspection is not None and side in item.inspection.get("inspected", [])
+
+
+def check_inspection(side: str) -> Check:
+    """No ``reject`` rule fired on this side (``source``: the OCR text, ``translation``); every match listed."""
+
+    def check(item: WorkItem, runner: StageRunner) -> tuple[bool, dict[str, Any]]:
+        matches = [m for m in (item.inspection or {}).get("matches", []) if m["on"] == side]
+        rejected = sorted({m["rule"] for m in matches if m["action"] == "reject"})
+        return not rejected, {"rejected_by": ", ".join(rejected) or "none", "matches": len(matches),
+                              names.INSPECTION_METADATA: MetadataValue.json(matches[:50])}
+
+    return check
+
+
+def _inspection_metadata(item: WorkItem, side: str) -> dict[str, Any]:
+    if not inspected(item, side):
+        return {}
+    inspection = item.inspection or {}
+    matches = [m for m in inspection.get("matches", []) if m["on"] == side]
+    return {"inspection_verdict": inspection.get("verdict", "pass"), "inspection_match_count": len(matches),
+            names.INSPECTION_METADATA: MetadataValue.json(matches[:50])}
+
+
 def _timings(item: WorkItem) -> dict[str, float]:
     return {f"seconds_{stage}": round(seconds, 3) for stage, seconds in item.timings.items()}
 
@@ -210,7 +235,8 @@ def _ocr_metadata(item: WorkItem) -> dict[str, Any]:
     assert item.ocr is not None
     return {"regions": len(item.ocr.regions), "blocks": len(item.ocr.blocks),
             "detected_lang": item.source_lang or "none",
-            "text": MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)")}
+            "text": MetadataValue.md("\n".join(f"- {b.text}" for b in item.ocr.blocks) or "(no text)"),
+            **_inspection_metadata(item, "source")}
 
 
 def _erase_counts(item: WorkItem) -> dict[str, int]:
@@ -235,11 +261,13 @@ STAGE_RECORDS: dict[str, StageRecord] = {
         names.SOURCE_IMAGE, lambda i: names.SOURCE_PNG, lambda i: i.needs_work and i.source is not None,
         lambda i: {"width": i.source.width, "height": i.source.height,  # type: ignore[union-attr]
                    "source_format": i.source.source_format}),  # type: ignore[union-attr]
-    names.OCR: StageRecord(names.OCR_RESULT, lambda i: names.OCR_JSON, lambda i: i.ocr is not None, _ocr_metadata),
+    names.OCR: StageRecord(names.OCR_RESULT, lambda i: names.OCR_JSON, lambda i: i.ocr is not None, _ocr_metadata,
+                           checks=((names.CHECK_INSPECTION, check_inspection("source")),)),
     names.TRANSLATE: StageRecord(
         names.TRANSLATION, lambda i: names.TRANSLATION_JSON, lambda i: i.translation is not None,
-        _translation_metadata,
-        checks=((names.CHECK_ONE_TRANSLATION_PER_BLOCK, check_one_translation_per_block),)),
+        lambda i: {**_translation_metadata(i), **_inspection_metadata(i, "translation")},
+        checks=((names.CHECK_ONE_TRANSLATION_PER_BLOCK, check_one_translation_per_block),
+                (names.CHECK_INSPECTION, check_inspection("translation")))),
     names.INPAINT: StageRecord(
         names.INPAINTED_IMAGE, lambda i: names.INPAINTED_PNG, lambda i: i.inpainted is not None,
         lambda i: {"engine": i.inpainted.engine, "mask": MetadataValue.url(i.artifacts[names.MASK_PNG]),  # type: ignore[union-attr]
@@ -257,7 +285,15 @@ STAGE_RECORDS: dict[str, StageRecord] = {
 }
 
 
+def recordable(item: WorkItem) -> bool:
+    """Succeeded so far, or rejected by the inspection: what the stage produced is recorded with the rule hits."""
+    return item.ok or (item.failure or {}).get("stage") == names.INSPECT
+
+
 def _checked(record: StageRecord, check_name: str, items: list[WorkItem]) -> list[WorkItem]:
+    if check_name == names.CHECK_INSPECTION:
+        side = "source" if record.asset == names.OCR_RESULT else "translation"
+        return [item for item in items if recordable(item) and record.produced(item) and inspected(item, side)]
     done = [item for item in items if item.ok and record.produced(item)]
     if check_name == names.CHECK_QUALITY:
         return [item for item in done if item.quality is not None]
@@ -279,7 +315,7 @@ def record_requests(context: Any, stage: str, items: list[WorkItem], runner: Sta
     record = STAGE_RECORDS[stage]
     key = asset_key(record.asset)
     for item in items:
-        if not (item.ok and record.produced(item)):
+        if not (recordable(item) and record.produced(item)):
             continue
         uri = item.artifacts.get(record.artifact(item) or "")
         metadata: dict[str, Any] = {"request_id": item.request_id, "artifact": MetadataValue.url(uri) if uri else None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 from ..core.errors import EngineError
 from ..core.settings import (
@@ -61,12 +62,21 @@ class FetchResource(ConfigurableResource):
     backoff_base_s: float = 0.5
     timeout_s: float = default_of(FetchSection, "timeout_s")
     s3_endpoint_url: str = ""
+    # The trust boundary of queued requests (Redis, Kafka): local files only below these roots, s3:// only from
+    # these buckets (IMGTRANS_FILE_ROOTS / IMGTRANS_S3_BUCKETS); requests from the CLI or the Launchpad may read any.
+    queued_file_roots: list[str] = Field(default_factory=list)
+    queued_s3_buckets: list[str] = Field(default_factory=list)
 
-    def downloader(self) -> Downloader:
+    def downloader(self, queued: bool = False) -> Downloader:
+        """The downloader; ``queued``: for requests that came from a queue, under its file-root/bucket policy."""
+        limits: dict[str, Any] = {}
+        if queued:
+            limits = {"allowed_file_roots": list(self.queued_file_roots),
+                      "allowed_s3_buckets": list(self.queued_s3_buckets)}
         settings = FetchSettings(allow_private=self.allow_private_urls, max_bytes=self.max_bytes,
                                  max_pixels=self.max_pixels, concurrency=self.concurrency, retries=self.retries,
                                  backoff_base=self.backoff_base_s, total_timeout=self.timeout_s,
-                                 s3_endpoint_url=self.s3_endpoint_url or None)
+                                 s3_endpoint_url=self.s3_endpoint_url or None, **limits)
         return cached_engine(("fetch", repr(settings)), lambda: Downloader(settings))
 
     def fetch_images(self, urls: list[str]) -> list[SourceImage | Exception]:
@@ -206,29 +216,46 @@ class RuntimeResource(ConfigurableResource):
     quality_score: bool = default_of(RuntimeSection, "quality_score")
     min_quality: float = default_of(RuntimeSection, "min_quality")
     review_below: float = 0.0  # the quality gate (IMGTRANS_REVIEW_BELOW); 0 = off
+    inspection_rules: str = ""  # IMGTRANS_INSPECTION_RULES: a YAML file or "builtin"; empty = no inspection
     gpu_min_free_mb: int = default_of(RuntimeSection, "gpu_min_free_mb")
     gpu_wait_timeout_s: float = default_of(RuntimeSection, "gpu_wait_timeout_s")
 
     def gpu_guard(self) -> GpuMemoryGuard:
         return GpuMemoryGuard(min_free_bytes=self.gpu_min_free_mb * 2**20, timeout_s=self.gpu_wait_timeout_s)
 
+    def inspector(self) -> Any:
+        """The content inspector of the configured rules (inspect-only requests fall back to the starter set)."""
+        from ..inspection import BUILTIN, Inspector, load_rules
 
-def pipeline_engines(resources: Mapping[str, Any] | Any) -> Engines:
-    """The ``Engines`` the stages call, from the pipeline resources (a mapping, or Dagster's ``context.resources``)."""
+        location = self.inspection_rules or BUILTIN
+        return cached_engine(("inspection", location), lambda: Inspector(load_rules(location)))
+
+
+def pipeline_engines(resources: Mapping[str, Any] | Any, *, queued: bool = False) -> Engines:
+    """The ``Engines`` the stages call, from the pipeline resources (a mapping, or Dagster's ``context.resources``);
+    ``queued``: the requests came from a queue (Redis, Kafka), so downloads obey the queued-request URL policy."""
     get = resources.__getitem__ if isinstance(resources, Mapping) else lambda key: getattr(resources, key)
     fetcher, ocr, translator = get("fetcher"), get("ocr_engine"), get("translator")
     inpainting, renderer, artifacts, runtime = get("inpainting"), get("renderer"), get("artifacts"), get("runtime")
-    return Engines(fetcher=fetcher.downloader, ocr=ocr.router, translation=translator.service,
+    variant = translator.variant()
+    if runtime.inspection_rules:
+        # Findings change what a request ends as (held, rejected): a result inspected under other rules is not
+        # an answer for this configuration. Rules that do not load fail the inspect stage, with their error.
+        try:
+            variant = f"{variant}|inspection={runtime.inspector().rules.digest[:16]}"
+        except Exception:
+            variant = f"{variant}|inspection=unreadable"
+    return Engines(fetcher=lambda: fetcher.downloader(queued=queued), ocr=ocr.router, translation=translator.service,
                    inpainter=inpainting.inpainter, renderer=renderer.renderer, store=artifacts.store,
-                   gpu_guard=runtime.gpu_guard, variant=translator.variant())
+                   gpu_guard=runtime.gpu_guard, inspector=runtime.inspector, variant=variant)
 
 
-def stage_runner(resources: Mapping[str, Any] | Any) -> StageRunner:
+def stage_runner(resources: Mapping[str, Any] | Any, *, queued: bool = False) -> StageRunner:
     get = resources.__getitem__ if isinstance(resources, Mapping) else lambda key: getattr(resources, key)
     runtime = get("runtime")
-    return StageRunner(pipeline_engines(resources), item_threads=runtime.item_threads,
+    return StageRunner(pipeline_engines(resources, queued=queued), item_threads=runtime.item_threads,
                        quality_score=runtime.quality_score, min_quality=runtime.min_quality,
-                       review_below=runtime.review_below or None)
+                       review_below=runtime.review_below or None, inspection=bool(runtime.inspection_rules))
 
 
 class IntakeResource(ConfigurableResource):
@@ -334,6 +361,8 @@ class IntakeResource(ConfigurableResource):
             message = {"request_id": request_id, "status": "succeeded" if succeeded else "failed",
                        "result_url": outcome.get("result_url"), "meta_url": outcome.get("meta"),
                        "error": reason, "run_id": run_id}
+            if outcome.get("inspection"):  # findings: the whole answer of an inspect-only request
+                message["inspection"] = outcome["inspection"]
             push_result(self.client(), config, message)
             callback = outcome.get("callback_url")
             if callback:

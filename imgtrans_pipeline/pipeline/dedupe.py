@@ -63,8 +63,8 @@ def reuse(items: list[WorkItem], store: ArtifactStore, variant: str, memory: Tra
     A stored result older than a change to the translation memory entries its request would use (its target
     language and scope) is not reused: the memory may now translate some of its texts differently."""
     for item in items:
-        if not item.needs_work or item.source is None or item.request.options.force:
-            continue
+        if not item.needs_work or item.source is None or item.request.options.force or item.inspect_only:
+            continue  # an inspect-only request wants findings, not a stored translation
         folder, name = dedupe_key(item, variant)
         try:
             if not store.exists(folder, name):

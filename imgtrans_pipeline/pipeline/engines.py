@@ -36,16 +36,24 @@ class Fetcher(Protocol):
     def fetch_images(self, urls: list[str]) -> list[SourceImage | Exception]: ...
 
 
+def _starter_inspector() -> Any:
+    from ..inspection import BUILTIN, Inspector, load_rules
+
+    return Inspector(load_rules(BUILTIN))
+
+
 class Engines:
     """Lazily built engines of one configuration, plus what identifies its output (``variant``)."""
 
     def __init__(self, *, fetcher: Callable[[], Fetcher], ocr: Callable[[], OcrEngines],
                  translation: Callable[[], TranslationService], inpainter: Callable[[], Inpainter],
                  renderer: Callable[[], TextRenderer], store: Callable[[], ArtifactStore],
-                 gpu_guard: Callable[[], GpuMemoryGuard | None] = lambda: None, variant: str = "") -> None:
+                 gpu_guard: Callable[[], GpuMemoryGuard | None] = lambda: None,
+                 inspector: Callable[[], Any] | None = None, variant: str = "") -> None:
         self._loaders: dict[str, Callable[[], Any]] = {
             "fetcher": fetcher, "ocr": ocr, "translation": translation, "inpainter": inpainter,
-            "renderer": renderer, "store": store, "gpu_guard": gpu_guard}
+            "renderer": renderer, "store": store, "gpu_guard": gpu_guard,
+            "inspector": inspector or _starter_inspector}
         self._built: dict[str, Any] = {}
         self._lock = threading.Lock()
         # What about translation changes a result, for dedupe: engine, model, endpoint, glossary file.
@@ -84,6 +92,11 @@ class Engines:
     @property
     def gpu_guard(self) -> GpuMemoryGuard | None:
         return self._get("gpu_guard")
+
+    @property
+    def inspector(self) -> Any:
+        """The content inspector (``inspection.Inspector``) of the configured rules."""
+        return self._get("inspector")
 
     def translation_memory(self) -> TranslationMemory | None:
         """The translation service's memory (None without one, or when the service cannot be built here: the

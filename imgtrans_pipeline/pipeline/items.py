@@ -38,6 +38,8 @@ class WorkItem:
     overrides: list[dict[str, Any] | None] | None = None
     review: dict[str, Any] | None = None
     revision: dict[str, Any] | None = None
+    # Content inspection: rules used, matches (rule, category, action, text, block, box), verdict, sides inspected.
+    inspection: dict[str, Any] | None = None
 
     @property
     def request_id(self) -> str:
@@ -51,6 +53,11 @@ class WorkItem:
     def needs_work(self) -> bool:
         """Still to be computed: not failed, and not answered from an earlier identical request."""
         return self.failure is None and self.reused_from is None
+
+    @property
+    def inspect_only(self) -> bool:
+        """An inspect-only request (options.mode "inspect"): download -> OCR -> inspection, nothing translated."""
+        return self.request.options.mode == "inspect"
 
     @property
     def status(self) -> str:

@@ -22,7 +22,20 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from ..names import DOWNLOAD, GPU_STAGES, INPAINT, OCR, PUBLISH, QUALITY, RENDER, REQUEST, RUN_ORDER, TRANSLATE
+from ..names import (
+    DOWNLOAD,
+    GPU_STAGES,
+    INPAINT,
+    INSPECT,
+    INSPECT_ONLY_SKIPS,
+    OCR,
+    PUBLISH,
+    QUALITY,
+    RENDER,
+    REQUEST,
+    RUN_ORDER,
+    TRANSLATE,
+)
 from . import stages
 from .engines import Engines
 from .items import WorkItem
@@ -47,6 +60,7 @@ STAGE_SPECS: dict[str, StageSpec] = {
     INPAINT: StageSpec(INPAINT, stages.inpaint, lambda e: e.inpainter, on_gpu=lambda e: e.inpaint_on_gpu()),
     RENDER: StageSpec(RENDER, stages.render, lambda e: e.renderer),
     QUALITY: StageSpec(QUALITY, stages.assess, lambda e: e.ocr),
+    INSPECT: StageSpec(INSPECT, stages.inspect, lambda e: e.inspector),
     PUBLISH: StageSpec(PUBLISH, None, lambda e: e.store),
 }
 
@@ -64,17 +78,32 @@ class StageRunner:
     """Runs stages over batches of ``WorkItem``s with one set of ``Engines``."""
 
     def __init__(self, engines: Engines, *, item_threads: int = 1, quality_score: bool = True,
-                 min_quality: float = 0.6, review_below: float | None = None) -> None:
+                 min_quality: float = 0.6, review_below: float | None = None, inspection: bool = False) -> None:
         self.engines = engines
         self.item_threads = max(1, item_threads)
         self.quality_score = quality_score  # off: results are not scored (item.quality stays None)
         self.min_quality = min_quality
         self.review_below = review_below  # the quality gate (None/0: off): below it a result waits for review
+        self.inspection = inspection  # content inspection of every request (inspect-only requests always are)
 
-    def prepare(self, stage: str) -> None:
+    def prepare(self, stage: str, items: list[WorkItem] | None = None) -> None:
         """Load the stage's engine. A failure here is the step's, not a request's: it raises (the Dagster layer
-        fails a permanent one at once and retries a transient one)."""
+        fails a permanent one at once and retries a transient one). With ``items``, only when one needs it."""
+        if items is not None and not self.wanted(stage, items):
+            return
         STAGE_SPECS[stage].load(self.engines)
+
+    def applies(self, stage: str, item: WorkItem) -> bool:
+        """Whether ``stage`` works on this request: inspect-only requests skip translating and drawing, and the
+        inspection runs when rules are configured or the request asks for it."""
+        if item.inspect_only:
+            return stage not in INSPECT_ONLY_SKIPS
+        return stage != INSPECT or self.inspection
+
+    def wanted(self, stage: str, items: list[WorkItem]) -> bool:
+        if stage in (DOWNLOAD, PUBLISH):
+            return True
+        return any(item.needs_work and self.applies(stage, item) for item in items)
 
     def threads_for(self, stage: str) -> int:
         spec = STAGE_SPECS[stage]
@@ -83,6 +112,8 @@ class StageRunner:
     def run(self, stage: str, items: list[WorkItem]) -> list[WorkItem]:
         """Apply ``stage`` to ``items`` in place (and return them); failures are recorded per request."""
         spec = STAGE_SPECS[stage]
+        if not self.wanted(stage, items):
+            return items
         self.prepare(stage)
         if stage == DOWNLOAD:
             self._each(REQUEST, items, stages.check_request, threads=1)
@@ -109,7 +140,7 @@ class StageRunner:
 
     def _each(self, stage: str, items: list[WorkItem], work: Callable[[Engines, WorkItem], None], *,
               threads: int) -> None:
-        todo = [item for item in items if item.needs_work]
+        todo = [item for item in items if item.needs_work and self.applies(stage, item)]
 
         def one(item: WorkItem) -> None:
             with _timed(item, stage):

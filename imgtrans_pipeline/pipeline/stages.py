@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from .. import PIPELINE_VERSION, __version__
+from ..core.errors import InspectionRejected
 from ..core.keep import split_translatable
 from ..core.languages import AUTO
 from ..core.logs import log_event
@@ -49,7 +50,8 @@ def check_request(engines: Engines, item: WorkItem) -> None:
     checked after OCR)."""
     if item.request.source_lang != AUTO:
         engines.ocr.check_language(item.request.source_lang)
-        engines.translation.check_pair(item.request.source_lang, item.request.target_lang)
+        if not item.inspect_only:  # nothing is translated
+            engines.translation.check_pair(item.request.source_lang, item.request.target_lang)
 
 
 def fetch(engines: Engines, items: list[WorkItem]) -> None:
@@ -127,6 +129,46 @@ def translate(engines: Engines, item: WorkItem) -> None:
               cache_hits=result.cache_hits, pair=f"{item.source_lang}->{target}", **result.origin_counts())
 
 
+def inspect(engines: Engines, item: WorkItem) -> None:
+    """Content inspection: the OCR text (kept blocks too) the first time, the translation once there is one.
+    A ``reject`` hit fails the request (stage ``inspect``, the rule named); an inspect-only request records its
+    findings and never fails on them: the findings are its answer."""
+    from ..inspection import verdict
+    from ..inspection.matcher import TextBlockRef
+
+    assert item.ocr is not None
+    inspector = engines.inspector
+    previous = item.inspection or {"rules": inspector.rules.summary(), "matches": [], "inspected": []}
+    if "source" not in previous["inspected"]:
+        side, lang = "source", item.source_lang
+        refs = [TextBlockRef(i, b.text, b.bbox) for i, b in enumerate(item.ocr.blocks)]
+        refs += [TextBlockRef(i, b.text, b.bbox, kept=True) for i, b in enumerate(item.ocr.kept_blocks)]
+    elif item.translation is not None and "translation" not in previous["inspected"]:
+        side, lang = "translation", item.request.target_lang
+        boxes = [b.bbox for b in item.ocr.blocks]
+        refs = [TextBlockRef(i, text, boxes[i] if i < len(boxes) else None)
+                for i, text in enumerate(item.translation.translations)]
+    else:
+        return
+    found = [match.to_dict() for match in inspector.inspect(refs, lang, on=side)]
+    matches = previous["matches"] + found
+    # A new dict: the step's input items (and the other branch's copies) must not change.
+    item.inspection = {**previous, "matches": matches, "inspected": [*previous["inspected"], side],
+                       "verdict": verdict(matches),
+                       "categories": dict(sorted(Counter(m["category"] for m in matches).items()))}
+    log_event(logger, logging.INFO if not found else logging.WARNING, "inspect.done", request_id=item.request_id,
+              on=side, matches=len(found), verdict=item.inspection["verdict"],
+              rules=",".join(sorted({m["rule"] for m in found})) or None)
+    rejected = [m for m in found if m["action"] == "reject"]
+    if rejected and not item.inspect_only:
+        first = rejected[0]
+        where = "translation" if side == "translation" else "text"
+        raise InspectionRejected(f"rule {first['rule']} ({first['category']}) rejects the {where} "
+                                 f"'{first['text']}' in block {first['block']}"
+                                 + (f" (+{len(rejected) - 1} more)" if len(rejected) > 1 else ""),
+                                 rule=first["rule"], matches=rejected)
+
+
 def inpaint(engines: Engines, item: WorkItem) -> None:
     """Erase the OCR'd text, glyphs only: flat and gradient backgrounds from a fitted background model, textured
     ones by the inpainting engine on the glyph pixels, lines that can't be separated on their box (counted)."""
@@ -177,11 +219,25 @@ def assess(engines: Engines, item: WorkItem) -> None:
 
 
 def gate(item: WorkItem, review_below: float | None) -> None:
-    """The quality gate: a scored result below ``review_below`` waits for a reviewer instead of being delivered
-    (``item.review``). A verdict already set (a re-render of a request under review) is kept: only a reviewer
-    releases a result, never a better score."""
-    if (not review_below or item.review is not None or item.revision is not None or not item.needs_work
-            or item.quality is None):
+    """The quality gate: a scored result below ``review_below``, or one an inspection ``review`` rule matched,
+    waits for a reviewer instead of being delivered (``item.review``). A verdict already set (a re-render of a
+    request under review) is kept: only a reviewer releases a result, never a better score."""
+    if item.review is not None or item.revision is not None or not item.needs_work or item.inspect_only:
+        return
+    inspection = item.inspection or {}
+    if inspection.get("verdict") == "review":
+        held = [m for m in inspection.get("matches", []) if m["action"] == "review"]
+        first = held[0]
+        score = (item.quality or {}).get("score")
+        reasons = [f"inspection rule {m['rule']} ({m['category']}): '{m['text']}' in "
+                   f"{'translation' if m['on'] == 'translation' else 'text'} block {m['block']}" for m in held]
+        item.review = {"state": "needs_review", "score": round(float(score), 4) if score is not None else None,
+                       "threshold": review_below, "rule": first["rule"],
+                       "reasons": reasons + list((item.quality or {}).get("reasons", [])),
+                       "why": f"inspection rule {first['rule']} ({first['category']}) matched '{first['text']}'"}
+        log_event(logger, logging.INFO, "review.needed", request_id=item.request_id, rule=first["rule"])
+        return
+    if not review_below or item.quality is None:
         return
     score = float(item.quality.get("score", 1.0))
     if score < review_below:
@@ -239,6 +295,10 @@ def build_meta(item: WorkItem, engine_versions: dict[str, str]) -> dict[str, Any
         meta["quality"] = item.quality
     if item.review is not None:
         meta["review"] = item.review
+    if item.inspection is not None:
+        meta["inspection"] = item.inspection
+    if item.inspect_only:
+        meta["mode"] = "inspect"
     if item.revision is not None:
         meta["revision"] = item.revision
     return meta
@@ -274,7 +334,16 @@ def outcome(item: WorkItem, store: Any) -> dict[str, Any]:
     return {"request_id": item.request_id, "status": item.status, "review": item.review,
             "result": item.result_uri, "result_url": public_url(store, item),
             "meta": item.artifacts.get(META_JSON), "error": item.failure, "reused_from": item.reused_from,
-            "callback_url": item.request.callback_url, "request": item.request.to_dict()}
+            "callback_url": item.request.callback_url, "request": item.request.to_dict(),
+            "inspection": _findings(item.inspection)}
+
+
+def _findings(inspection: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a producer hears of the inspection: verdict, counts per category, the matches."""
+    if inspection is None:
+        return None
+    return {"verdict": inspection.get("verdict", "pass"), "categories": inspection.get("categories", {}),
+            "matches": inspection.get("matches", [])}
 
 
 def public_url(store: Any, item: WorkItem) -> str | None:

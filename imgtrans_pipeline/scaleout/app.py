@@ -182,6 +182,9 @@ def preload_engines() -> list[str]:
     resources["fetcher"].downloader()
     if get_settings().intake.enabled:
         resources["intake"].client()
+        resources["fetcher"].downloader(queued=True)  # queued requests' downloader: the trust boundary's policy
+    if get_settings().runtime.inspection_rules:
+        resources["runtime"].inspector()
     return _engine_names(cached_engine_keys() - before)
 
 

@@ -20,8 +20,15 @@ on one OCR thread each beat one request on two threads, README "Performance"). O
 pool gets one slot per run worker: there is no device to protect, and one slot would make the workers take turns
 for OCR and inpainting. With a GPU it stays at one (or ``--gpu-slots``).
 
-If any process exits, the others are stopped and the command fails; SIGINT/SIGTERM stop all of them gracefully (a
-Celery worker finishes the run it is executing first).
+If any process exits, the others are stopped and the command fails; SIGINT/SIGTERM, or the stop file
+``IMGTRANS_STOP_FILE`` appearing (the seed services' way: ``touch`` it from a deploy script or a systemd
+``ExecStop``), stop all of them gracefully: first the daemon and the webserver (nothing new is claimed or launched),
+then the run workers (a Celery worker finishes the run it is executing), then the code server. Requests claimed
+but not yet in a run stay claimed in Redis and are submitted by the next start (the sensor's crash safety); runs
+queued in Dagster or in Celery start when the workers are back. The stop file is removed once honoured.
+
+``--log-dir DIR`` writes each process's output to ``DIR/<name>_YYYYMMDD.log``, a new file every midnight (older
+than ``--log-days`` days removed), each line stamped with the time, the process and the request id it names.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from ..core.logs import dated_line_logger, log_line
 from ..core.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -121,21 +130,48 @@ def _wait_for_code_server(port: int, env: dict[str, str], proc: subprocess.Popen
         time.sleep(0.5)
 
 
+# Stopped in this order: nothing new is claimed or launched while the workers finish their runs.
+STOP_ORDER = (("daemon", "webserver"), ("run-workers",), ("code-server",))
+
+
 def _stop_all(procs: dict[str, subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
-    """SIGTERM every process group (warm shutdown for Celery), then SIGKILL what is still alive."""
-    for proc in procs.values():
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop in %.0f s: killing it", name, timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """SIGTERM the process groups wave by wave (``STOP_ORDER``; warm shutdown for Celery), then SIGKILL what is
+    still alive after ``timeout`` seconds per wave."""
+    waves = [[name for name in wave if name in procs] for wave in STOP_ORDER]
+    waves.append([name for name in procs if not any(name in wave for wave in STOP_ORDER)])
+    for wave in waves:
+        for name in wave:
+            if procs[name].poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(procs[name].pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name in wave:
+            proc = procs[name]
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %.0f s: killing it", name, timeout)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _pump(stream: IO[bytes], name: str, log_dir: Path, days: int) -> threading.Thread:
+    """Copy a child's output line by line into its dated log file (one writer per file: rotation never races)."""
+    dated = dated_line_logger(log_dir, name, backup_count=days)
+
+    def run() -> None:
+        with stream:
+            for raw in iter(stream.readline, b""):
+                log_line(dated, name, raw.decode("utf-8", errors="replace").rstrip("\n"))
+
+    thread = threading.Thread(target=run, name=f"imgtrans-log-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_requested(stop_file: Path | None) -> bool:
+    return stop_file is not None and stop_file.exists()
 
 
 def _review_web(serve_plan: ServePlan, host: str, port: int) -> Any:
@@ -151,10 +187,10 @@ def _review_web(serve_plan: ServePlan, host: str, port: int) -> Any:
     return server.start()
 
 
-def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None,
-          review: tuple[str, int] | None = None) -> int:
-    """Start everything in ``serve_plan`` and supervise it until a signal or a process exits; ``review``
-    (host, port): serve the review page and monitoring endpoints from this process too."""
+def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None, log_days: int = 30,
+          stop_file: Path | None = None, review: tuple[str, int] | None = None) -> int:
+    """Start everything in ``serve_plan`` and supervise it until a signal, the stop file, or a process exits;
+    ``review`` (host, port): serve the review page and monitoring endpoints from this process too."""
     if not (serve_plan.home / "dagster.yaml").exists():
         raise SystemExit(f"{serve_plan.home}/dagster.yaml is missing: link {WORKERS_INSTANCE_YAML} there "
                          "(`make serve` does)")
@@ -171,7 +207,12 @@ def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None,
     subprocess.run([str(bin_dir / "dagster"), "instance", "concurrency", "set", "gpu", str(serve_plan.gpu_slots)],
                    env=serve_plan.env, check=True, capture_output=True)
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    pumps: list[threading.Thread] = []
     stopping = {"signal": 0}
+    if stop_requested(stop_file):
+        assert stop_file is not None
+        logger.warning("removing the stop file %s left from an earlier stop", stop_file)
+        stop_file.unlink(missing_ok=True)
 
     def on_signal(signum: int, _frame: object) -> None:
         stopping["signal"] = signum
@@ -179,24 +220,36 @@ def serve(serve_plan: ServePlan, *, code_port: int, log_dir: Path | None = None,
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for name, command in serve_plan.commands.items():
-            out = (log_dir / f"{name}.log").open("ab") if log_dir else None
-            procs[name] = subprocess.Popen(command, env=serve_plan.env, stdout=out, stderr=subprocess.STDOUT
-                                           if out else None, start_new_session=True)
+            piped = subprocess.PIPE if log_dir else None
+            procs[name] = subprocess.Popen(command, env=serve_plan.env, stdout=piped,
+                                           stderr=subprocess.STDOUT if log_dir else None, start_new_session=True)
+            if log_dir is not None:
+                assert procs[name].stdout is not None
+                pumps.append(_pump(procs[name].stdout, name, log_dir, log_days))  # type: ignore[arg-type]
             logger.info("started %s (pid %d)", name, procs[name].pid)
             if name == "code-server":
                 _wait_for_code_server(code_port, serve_plan.env, procs[name], timeout=180)
         print(f"imgtrans serve: {', '.join(f'{n} (pid {p.pid})' for n, p in procs.items())}; "
               f"gpu pool slots {serve_plan.gpu_slots}"
-              + (f"; review page {web.url}/review/" if web is not None else "") + "; Ctrl-C stops all", flush=True)
+              + (f"; review page {web.url}/review/" if web is not None else "") + "; Ctrl-C"
+              + (f" or the stop file {stop_file}" if stop_file else "") + " stops all", flush=True)
         while not stopping["signal"]:
             exited = {name: proc.returncode for name, proc in procs.items() if proc.poll() is not None}
             if exited:
                 logger.error("stopping everything: %s exited", exited)
                 return 1
+            if stop_requested(stop_file):
+                print(f"imgtrans serve: stop file {stop_file} found: stopping gracefully", flush=True)
+                break
             time.sleep(0.5)
         return 0
     finally:
         _stop_all(procs)
+        for pump in pumps:
+            pump.join(timeout=5)
+        if stop_requested(stop_file):
+            assert stop_file is not None
+            stop_file.unlink(missing_ok=True)  # honoured: the next start must not stop at once
         if web is not None:
             web.stop()
         for sig, handler in previous.items():
@@ -213,7 +266,9 @@ def add_serve_command(subparsers: argparse._SubParsersAction) -> None:  # type: 
     sv.add_argument("--queues", default="dagster", help="Celery queues the workers take runs from (e.g. gpu,dagster)")
     sv.add_argument("--gpu-slots", type=int, default=None,
                     help="slots of the gpu pool (default: 1 with a GPU, else one per run worker)")
-    sv.add_argument("--log-dir", help="write each process's output to <name>.log here")
+    sv.add_argument("--log-dir", help="write each process's output to <name>_YYYYMMDD.log here (a new file every "
+                                      "midnight; each line with the request id it names)")
+    sv.add_argument("--log-days", type=int, default=30, help="dated log files kept per process (default 30)")
     sv.add_argument("--review-host", default="127.0.0.1",
                     help="address of the review page / metrics app (default 127.0.0.1; any other needs "
                          "IMGTRANS_REVIEW_TOKEN)")
@@ -230,5 +285,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     log_dir = Path(args.log_dir) if args.log_dir else None
     if log_dir:
         log_dir.mkdir(parents=True, exist_ok=True)
-    return serve(serve_plan, code_port=args.code_port, log_dir=log_dir,
+    stop_file = get_settings().runtime.stop_file
+    return serve(serve_plan, code_port=args.code_port, log_dir=log_dir, log_days=args.log_days,
+                 stop_file=Path(stop_file).expanduser().resolve() if stop_file else None,
                  review=None if args.no_review else (args.review_host, args.review_port))

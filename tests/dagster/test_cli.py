@@ -64,3 +64,12 @@ def test_cli_inputs_resolve_relative_to_cwd(cli_env, monkeypatch, capsys):
     text_image(["全新升级"], width=360, height=140, font_size=44).save(Path("rel.png"))
     assert main(["translate", "rel.png", "--to", "en", "--from", "zh", "--artifacts", "artifacts"]) == 0
     assert "rel.png -> " in capsys.readouterr().out
+
+
+def test_inspect_only_prints_findings_and_needs_no_target(cli_env, capsys):
+    from tests.support.imagegen import text_image
+
+    image = text_image(["全网第一"], width=320, height=120, font_size=44, top=30).save(cli_env / "claim.png")
+    assert main(["translate", str(image), "--from", "zh", "--inspect-only", "--artifacts", str(cli_env / "a")]) == 0
+    out = capsys.readouterr().out
+    assert f"{image} INSPECTED reject: zh-absolute-banned (reject): '全网第一' block 0" in out

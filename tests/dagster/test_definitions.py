@@ -31,7 +31,7 @@ def test_workspace_definitions_load_and_validate():
     assert assets == {AssetKey([names.ASSET_PREFIX, name]) for name in names.ASSET_OF_STAGE.values()}
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert checks == {names.CHECK_ONE_TRANSLATION_PER_BLOCK, names.CHECK_NO_SOURCE_TEXT_LEFT,
-                      names.CHECK_OUTPUT_DECODES, names.CHECK_QUALITY}
+                      names.CHECK_OUTPUT_DECODES, names.CHECK_QUALITY, names.CHECK_INSPECTION}
     assert {sensor.name for sensor in repo.sensor_defs} == {"redis_intake", "redis_dead_letters"}
     assert [schedule.name for schedule in repo.schedule_defs] == ["translate_catalogue"]
     # GPU-bound steps are bounded by the Dagster pool.

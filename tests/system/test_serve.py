@@ -117,3 +117,63 @@ def test_serve_translates_queued_requests_on_warm_workers_and_stops_cleanly(tmp_
     assert proc.returncode == 0
     _gone, alive = psutil.wait_procs(descendants, timeout=30)
     assert not alive, [" ".join(p.cmdline()) for p in alive]
+
+
+def _start_serve(env: dict, logs: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([str(BIN / "imgtrans"), "serve", "--no-webserver", "--run-workers", "1",
+                             "--code-port", str(free_port()), "--log-dir", str(logs)],
+                            cwd=PROJECT, env=env, start_new_session=True)
+
+
+def _push(client, request_id: str, image: Path) -> None:
+    client.lpush("imgtrans:requests", json.dumps({"request_id": request_id, "image_url": str(image),
+                                                  "source_lang": "zh", "target_lang": "en"}))
+
+
+def test_stop_file_stops_serve_gracefully_and_nothing_claimed_is_lost(tmp_path, redis_server, redis_client):
+    home = prepare_home(tmp_path / "home", PROJECT / "dagster.workers.yaml")
+    initialize_instance(home)
+    logs, stop_file = tmp_path / "logs", tmp_path / "control" / "imgtrans.stop"
+    stop_file.parent.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home), **pipeline_env(tmp_path), "IMGTRANS_STOP_FILE": str(stop_file),
+           "IMGTRANS_REDIS_URL": redis_server.url, "IMGTRANS_ALLOW_PRIVATE_URLS": "true",
+           "IMGTRANS_CELERY_BROKER": redis_server.url.rsplit("/", 1)[0] + "/1", "IMGTRANS_BATCH_SIZE": "1"}
+    images = [text_image([line], width=320, height=120, font_size=40, top=30).save(tmp_path / f"s{i}.png")
+              for i, line in enumerate(["全新升级", "限时特价", "天然棉麻面料", "免费送货"])]
+    ids = [f"st-{i}" for i in range(len(images))]
+    proc = _start_serve(env, logs)
+    try:
+        _push(redis_client, ids[0], images[0])
+        _wait_results(redis_client, {ids[0]}, proc, logs, timeout=240)
+        for request_id, image in zip(ids[1:], images[1:], strict=True):
+            _push(redis_client, request_id, image)
+        # Stop while the backlog is being worked on: a request is claimed and in a run.
+        deadline = time.monotonic() + 120
+        while not any(redis_client.hget(f"imgtrans:request:{rid}", "state") == "running" for rid in ids[1:]):
+            assert time.monotonic() < deadline and proc.poll() is None, "no request reached a run"
+            time.sleep(0.2)
+        stop_file.touch()
+        assert proc.wait(timeout=180) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=90)
+    assert not stop_file.exists()  # honoured and removed: the next start runs
+    # Start again: whatever was claimed, queued or launched when it stopped is finished, each request once.
+    proc = _start_serve(env, logs)
+    try:
+        results = _wait_results(redis_client, set(ids[1:]), proc, logs, timeout=300)
+        assert {r["status"] for r in results.values()} == {"succeeded"}
+        assert redis_client.llen("imgtrans:dead") == 0
+        # Each request was delivered once (the results list held one message per request: all popped above).
+        assert redis_client.llen("imgtrans:results") == 0
+        assert {redis_client.hget(f"imgtrans:request:{rid}", "state") for rid in ids} == {"succeeded"}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=90)
+    # Dated log files per process, each line with the request id it names.
+    day_files = sorted(p.name for p in logs.glob("*_[0-9]*.log"))
+    assert {name.rsplit("_", 1)[0] for name in day_files} >= {"code-server", "run-workers", "daemon"}
+    lines = [line for p in logs.glob("*.log") for line in p.read_text(errors="replace").splitlines()]
+    assert any("request_id=st-" in line for line in lines)
+    assert all(" request_id=" in line for line in lines)

@@ -67,6 +67,7 @@ class FetchSettings:
     allow_private: bool = False  # allow loopback/private/link-local targets (trusted deployments, tests)
     allowed_file_roots: Sequence[Path | str] | None = None  # file:// and bare paths only below these; None = any
     allowed_hosts: Sequence[str] = ()  # host names exempt from the private-address check (internal CDN)
+    allowed_s3_buckets: Sequence[str] | None = None  # s3:// only from these buckets; None = any
     s3_endpoint_url: str | None = None  # e.g. a MinIO endpoint; None = AWS
     s3_region: str | None = None
     s3_access_key_id: str | None = None  # None = boto3's credential chain (env, config files, instance role)
@@ -122,6 +123,7 @@ class Downloader:
             allow_private=self.settings.allow_private,
             allowed_file_roots=self.settings.allowed_file_roots,
             allowed_hosts=self.settings.allowed_hosts,
+            allowed_s3_buckets=self.settings.allowed_s3_buckets,
         )
         self._s3_client: Any = None
         self._s3_lock = threading.Lock()

@@ -9,7 +9,8 @@ cloud metadata (169.254.169.254), an internal admin API on 10.x, or local files.
   6to4, Teredo, NAT64), since ``::ffff:127.0.0.1`` reaches the same socket as ``127.0.0.1``;
 * refuses a host if *any* of its addresses is refused (a name with one public and one private address could be
   connected to either);
-* restricts ``file://`` and bare paths to ``allowed_file_roots`` (after resolving symlinks and ``..``).
+* restricts ``file://`` and bare paths to ``allowed_file_roots`` (after resolving symlinks and ``..``), and
+  ``s3://`` to ``allowed_s3_buckets`` (the trust boundary of queued requests).
 
 The check must hold for the address actually connected to, otherwise DNS rebinding (public answer at check time,
 private answer at connect time) defeats it. :class:`PolicyResolver` is an aiohttp resolver that applies the policy
@@ -99,6 +100,7 @@ class UrlPolicy:
         allowed_schemes: Sequence[str] = DEFAULT_SCHEMES,
         allowed_file_roots: Iterable[Path | str] | None = None,
         allowed_hosts: Iterable[str] = (),
+        allowed_s3_buckets: Iterable[str] | None = None,
     ) -> None:
         self.allow_private = allow_private
         self.allowed_schemes = tuple(s.lower() for s in allowed_schemes)
@@ -106,6 +108,7 @@ class UrlPolicy:
             None if allowed_file_roots is None else [Path(r).expanduser().resolve() for r in allowed_file_roots]
         )
         self.allowed_hosts = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
+        self.allowed_s3_buckets = None if allowed_s3_buckets is None else frozenset(allowed_s3_buckets)
 
     # ---- static checks -------------------------------------------------------------------------------------------
     def check_url(self, url: str, *, redirect: bool = False) -> Target:
@@ -133,6 +136,9 @@ class UrlPolicy:
         if scheme == "s3":
             if not parts.netloc:
                 raise URLNotAllowed(f"s3 URL without a bucket: {url[:200]}")
+            if self.allowed_s3_buckets is not None and parts.netloc not in self.allowed_s3_buckets:
+                allowed = ", ".join(sorted(self.allowed_s3_buckets)) or "none"
+                raise URLNotAllowed(f"s3 bucket '{parts.netloc}' is not an allowed bucket (allowed: {allowed})")
             return Target(url=url, scheme="s3", host=parts.netloc, key=unquote(parts.path.lstrip("/")))
         host = (parts.hostname or "").rstrip(".")
         if not host:
@@ -152,7 +158,8 @@ class UrlPolicy:
         if self.allowed_file_roots is not None and not any(
             resolved == root or resolved.is_relative_to(root) for root in self.allowed_file_roots
         ):
-            raise URLNotAllowed(f"path {path} is outside the allowed file roots")
+            roots = ", ".join(map(str, self.allowed_file_roots)) or "none"
+            raise URLNotAllowed(f"path {path} is outside the allowed file roots ({roots})")
         return resolved
 
     def host_exempt(self, host: str) -> bool:
