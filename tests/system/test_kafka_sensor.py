@@ -8,6 +8,7 @@ exercised in test_kafka_daemon.py.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,31 @@ def test_partially_created_runs_and_backpressure(tmp_path, env, instance):
     per_request = sorted(rid for run in instance.get_runs()
                          for rid in (r["request_id"] for r in run.run_config["ops"]["download"]["config"]["requests"]))
     assert per_request == ["b0", "b1", "b2", "b3", "b4"]
+
+
+def test_failed_request_is_dead_lettered_and_requeued(tmp_path, env, instance):
+    from imgtrans_pipeline.cli import main as imgtrans
+
+    missing = tmp_path / "later.png"
+    env.broker.produce(env.requests, request(tmp_path, "ok"), {**request(tmp_path, "gone"), "image_url": str(missing)})
+    first = tick(instance)
+    execute(instance, first)
+    [run] = instance.get_runs()
+    [letter] = env.broker.read_all(env.dead)
+    assert letter["request_id"] == "gone" and letter["stage"] == "download" and letter["run_id"] == run.run_id
+    assert json.loads(letter["payload"])["image_url"] == str(missing)
+    results = {r["request_id"]: r for r in env.broker.read_all(env.results)}
+    assert results["ok"]["status"] == "succeeded" and results["gone"]["status"] == "failed"
+
+    # The operator fixes the cause and re-publishes the dead letter: the next tick makes a second attempt.
+    text_image(["限时特价"], width=320, height=120, font_size=40, top=30).save(missing)
+    assert imgtrans(["requeue", "--kafka"]) == 0
+    assert imgtrans(["requeue", "--kafka"]) == 0  # nothing re-published twice
+    retry = tick(instance)
+    assert carried(retry) == [["gone"]]
+    assert retry.run_requests[0].tags[names.TAG_ATTEMPT] == "2"
+    execute(instance, retry)
+    assert not tick(instance).run_requests
+    finals = [r for r in env.broker.read_all(env.results) if r["request_id"] == "gone"]
+    assert [r["status"] for r in finals] == ["failed", "succeeded"]
+    assert env.broker.committed(env.requests, env.group) == [3]
