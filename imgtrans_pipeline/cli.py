@@ -248,6 +248,14 @@ def _cmd_requeue(args: argparse.Namespace) -> int:
     """Move dead letters back onto the request queue (seed 004's operator retry)."""
     from .intake import DeadLetters, IntakeConfig
 
+    if args.kafka:
+        from .intake.kafka import KafkaConfig, requeue_dead_letters
+
+        config = KafkaConfig.from_settings(get_settings().kafka)
+        moved, read = requeue_dead_letters(config, request_ids=args.ids or None, limit=args.limit)
+        print(f"re-published {moved} of {read} dead letter(s) from {config.dead_topic} onto {config.topic}")
+        return 0
+
     settings = IntakeConfig.from_settings(get_settings().intake)
     dead = DeadLetters(settings.connect(), settings)
     before = dead.count()
@@ -449,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     rq = sub.add_parser("requeue", help="re-queue dead letters (uses IMGTRANS_REDIS_URL, IMGTRANS_DEAD, ...)")
     rq.add_argument("--id", dest="ids", action="append", help="only this request id (repeatable)")
     rq.add_argument("--limit", type=int, help="at most this many")
+    rq.add_argument("--kafka", action="store_true",
+                    help="re-publish from the Kafka dead-letter topic (IMGTRANS_KAFKA_*) instead of Redis")
     rq.set_defaults(func=_cmd_requeue)
     _add_tm_commands(sub)
 

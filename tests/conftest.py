@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.support.fixtures.translate",
     "tests.support.fixtures.imaging",
     "tests.support.redis_server",
+    "tests.support.kafka_broker",
 ]
 
 

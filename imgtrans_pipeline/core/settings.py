@@ -7,7 +7,7 @@ parameter. Defaults are written here and nowhere else: the Dagster resources are
 run.
 
 The tree has one section per concern (``ocr``, ``translate``, ``inpaint``, ``render``, ``fetch``, ``runtime``,
-``intake``, ``s3``, ``backfill``, ``celery``). Variable names are flat (``IMGTRANS_OCR_ENGINE``,
+``intake``, ``kafka``, ``s3``, ``backfill``, ``celery``). Variable names are flat (``IMGTRANS_OCR_ENGINE``,
 ``IMGTRANS_QUEUE``...) because they are what operators already export; each field names its variable.
 """
 
@@ -183,6 +183,23 @@ class IntakeSection(_Section):
         return self.redis_url or FALLBACK_REDIS_URL
 
 
+class KafkaSection(_Section):
+    # Unset = no Kafka intake (its sensors start stopped). Comma-separated host:port list.
+    bootstrap: str | None = _env("IMGTRANS_KAFKA_BOOTSTRAP", None)
+    topic: str = _env("IMGTRANS_KAFKA_TOPIC", "imgtrans.requests", min_length=1)
+    group: str = _env("IMGTRANS_KAFKA_GROUP", "imgtrans", min_length=1)
+    dead_topic: str = _env("IMGTRANS_KAFKA_DEAD_TOPIC", "imgtrans.dead", min_length=1)
+    results_topic: str = _env("IMGTRANS_KAFKA_RESULTS_TOPIC", "imgtrans.results", min_length=1)
+    # Request status, delivery claims and the tick lease without Redis (IMGTRANS_REDIS_URL unset): a SQLite file,
+    # so one host only. None = <IMGTRANS_HOME>/intake-state.sqlite.
+    state_db: str | None = _env("IMGTRANS_INTAKE_STATE_DB", None)
+    timeout_s: float = _env("IMGTRANS_KAFKA_TIMEOUT_SECONDS", 10.0, gt=0)  # broker round trips (metadata, commit)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bootstrap)
+
+
 class S3Section(_Section):
     endpoint_url: str | None = _env("IMGTRANS_S3_ENDPOINT_URL", None)
     region: str | None = _env("IMGTRANS_S3_REGION", None)
@@ -237,6 +254,7 @@ class Settings(BaseSettings):
     fetch: FetchSection = Field(default_factory=FetchSection)
     runtime: RuntimeSection = Field(default_factory=RuntimeSection)
     intake: IntakeSection = Field(default_factory=IntakeSection)
+    kafka: KafkaSection = Field(default_factory=KafkaSection)
     s3: S3Section = Field(default_factory=S3Section)
     backfill: BackfillSection = Field(default_factory=BackfillSection)
     celery: CelerySection = Field(default_factory=CelerySection)
@@ -254,6 +272,8 @@ class Settings(BaseSettings):
         self.models_dir = Path(self.models_dir).expanduser().resolve()
         if self.artifacts is None:
             self.artifacts = str(self.home / "artifacts")
+        if self.kafka.state_db is None:
+            self.kafka.state_db = str(self.home / "intake-state.sqlite")
         if self.translate.cache is None:
             self.translate.cache = str(self.home / "artifacts" / "translation-cache.sqlite")
         if self.translate.memory is None:

@@ -23,7 +23,7 @@ from .resources import (
     TranslatorResource,
 )
 from .schedules import translate_catalogue_schedule
-from .sensors import redis_dead_letter_sensor, redis_intake_sensor
+from .sensors import kafka_dead_letter_sensor, kafka_intake_sensor, redis_dead_letter_sensor, redis_intake_sensor
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -60,6 +60,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         "io_manager": work_items_io_manager,  # translate_images' op outputs (io_managers.py says why)
         "intake": IntakeResource(batch_size=runtime.batch_size, max_in_flight=settings.intake.max_in_flight,
                                  claim_wait_seconds=settings.intake.claim_wait_s,
+                                 kafka_bootstrap=settings.kafka.bootstrap or "", state_db=settings.kafka.state_db or "",
                                  allow_private_callbacks=fetch.allow_private_urls),
     }
 
@@ -68,7 +69,7 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     return Definitions(
         assets=TRANSLATION_ASSETS,
         jobs=[translate_images, translate_stored_images, rerender_request],
-        sensors=[redis_intake_sensor, redis_dead_letter_sensor],
+        sensors=[redis_intake_sensor, redis_dead_letter_sensor, kafka_intake_sensor, kafka_dead_letter_sensor],
         schedules=[translate_catalogue_schedule],
         resources=build_resources(settings),
     )

@@ -53,8 +53,10 @@ class BatchConfig(Config):
     requests: list[RequestConfig] = Field(description="The requests this run translates (one or more).")
 
 
-def _from_redis(context: OpExecutionContext) -> bool:
-    return context.run.tags.get(names.TAG_SOURCE) == names.SOURCE_REDIS
+def _intake_source(context: OpExecutionContext) -> str | None:
+    """The intake (Redis, Kafka) whose sensor started this run, if any: its requests are settled through it."""
+    source = context.run.tags.get(names.TAG_SOURCE)
+    return source if source in names.INTAKE_SOURCES else None
 
 
 def _queued(context: OpExecutionContext) -> bool:
@@ -78,7 +80,7 @@ def _requests(config: BatchConfig) -> list[TranslationRequest]:
 def download(context: OpExecutionContext, config: BatchConfig) -> list[WorkItem]:
     """Validate the requests, check the language pairs, download and normalise the images."""
     items = new_items(_requests(config))
-    if _from_redis(context):
+    if _intake_source(context):
         context.resources.intake.mark_running([item.request_id for item in items], context.run_id)
     runner = stage_runner(context.resources, queued=_queued(context))
     items = run_stage(context, names.DOWNLOAD, items, runner)
@@ -136,8 +138,8 @@ def publish(context: OpExecutionContext, items: list[WorkItem]) -> list[dict[str
     runner = stage_runner(context.resources)
     items = run_stage(context, names.PUBLISH, items, runner)
     outcomes = [outcome(item, runner.engines.store) for item in items]
-    if _from_redis(context):
-        context.resources.intake.deliver(outcomes, context.run_id)
+    if source := _intake_source(context):
+        context.resources.intake.deliver(outcomes, context.run_id, source)
     for item in items:
         if item.ok:
             context.log.info(f"request {item.request_id} succeeded: {item.result_uri}")

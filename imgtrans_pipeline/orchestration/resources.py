@@ -17,6 +17,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from .. import names
 from ..core.errors import EngineError
 from ..core.settings import (
     FetchSection,
@@ -259,9 +260,11 @@ def stage_runner(resources: Mapping[str, Any] | Any, *, queued: bool = False) ->
 
 
 class IntakeResource(ConfigurableResource):
-    """Redis intake: queue, per-request status hash, dead letters, results list and webhooks.
+    """The intakes (Redis queue, Kafka topic): per-request status, dead letters, results and webhooks.
 
-    Runs not started by the Redis sensor never touch Redis, so the CLI and Launchpad work without it.
+    Runs not started by an intake sensor never touch Redis or Kafka, so the CLI and Launchpad work without them.
+    Where a request's status lives (duplicates, attempts, the one run that delivers it): Redis when it is
+    configured, else, for a Kafka-only deployment, the SQLite file ``IMGTRANS_INTAKE_STATE_DB`` (one host).
     """
 
     redis_url: str = ""  # empty = the settings' (IMGTRANS_REDIS_URL, else local Redis)
@@ -269,6 +272,9 @@ class IntakeResource(ConfigurableResource):
     queue_kind: str = ""  # "list" | "stream"
     results_key: str = ""
     dead_key: str = ""
+    kafka_bootstrap: str = ""  # empty = the settings' (IMGTRANS_KAFKA_BOOTSTRAP)
+    kafka_topic: str = ""
+    state_db: str = ""  # empty = the settings' (IMGTRANS_INTAKE_STATE_DB)
     batch_size: int = 8  # requests per run: amortises run start-up and model loading (see benchmarks/)
     max_in_flight: int = default_of(IntakeSection, "max_in_flight")  # backpressure, in queued + running runs
     max_claim_per_tick: int = 256
@@ -304,15 +310,57 @@ class IntakeResource(ConfigurableResource):
 
         return create_queue(self.client(), self.config())
 
+    def uses_redis(self) -> bool:
+        """Whether request state lives in Redis: Redis configured, or no Kafka intake to use instead."""
+        settings = get_settings()
+        return bool(self.redis_url or settings.intake.enabled) or not (self.kafka_bootstrap or
+                                                                         settings.kafka.enabled)
+
+    def _state_db(self) -> str:
+        return self.state_db or str(get_settings().kafka.state_db)
+
     def status(self) -> Any:
+        if not self.uses_redis():
+            from ..intake.local import LocalRequestStatus
+
+            return LocalRequestStatus(self._state_db(), self.config().status_ttl_seconds)
         from ..intake import RequestStatus
 
         return RequestStatus(self.client(), self.config())
+
+    def tick_lease(self, name: str, ttl_s: float) -> Any:
+        """One tick of the ``name`` intake at a time (``intake.lease``), in Redis or in the SQLite state file."""
+        if not self.uses_redis():
+            from ..intake.local import LocalTickLease
+
+            return LocalTickLease(self._state_db(), f"{name}:tick-lease", ttl_s)
+        from ..intake import TickLease
+
+        return TickLease(self.client(), f"{name}:tick-lease", ttl_s)
 
     def dead_letters(self) -> Any:
         from ..intake import DeadLetters
 
         return DeadLetters(self.client(), self.config())
+
+    def kafka_config(self) -> Any:
+        from ..intake.kafka import KafkaConfig
+
+        return KafkaConfig.from_settings(get_settings().kafka, bootstrap=self.kafka_bootstrap, topic=self.kafka_topic)
+
+    def kafka(self) -> Any:
+        from ..intake.kafka import KafkaIntake
+
+        return KafkaIntake(self.kafka_config())
+
+    def transport(self, source: str | None) -> Any:
+        """Where a request's result and dead letter go: the Redis lists, or the Kafka topics."""
+        if source == names.SOURCE_KAFKA:
+            from ..intake.kafka import KafkaTransport
+
+            config = self.kafka_config()
+            return cached_engine(("kafka-transport", repr(config)), lambda: KafkaTransport(config))
+        return _RedisTransport(self)
 
     def _webhooks(self) -> Any:
         from ..engines.fetch import UrlPolicy
@@ -326,11 +374,12 @@ class IntakeResource(ConfigurableResource):
         for request_id in request_ids:
             status.mark(request_id, "running", run_id=run_id, attempts_increment=True)
 
-    def deliver(self, outcomes: list[dict[str, Any]], run_id: str) -> None:
-        """Final state of each request of a run: status hash, dead letter, results list, webhook."""
-        from ..intake import push_result
+    def deliver(self, outcomes: list[dict[str, Any]], run_id: str, source: str | None = None) -> None:
+        """Final state of each request of a run: status, dead letter, result message, webhook.
 
-        status, dead, config = self.status(), self.dead_letters(), self.config()
+        ``source`` (the run's intake) picks the transport; without it (a reviewer's decision), the intake the
+        request came through, as its status records."""
+        status = self.status()
         webhooks = self._webhooks()
         for outcome in outcomes:
             request_id = outcome["request_id"]
@@ -350,20 +399,21 @@ class IntakeResource(ConfigurableResource):
             error = outcome.get("error") or None
             reason = f"[{error['stage']}] {error['reason']}" if error else None
             state = status.get(request_id) or {}
+            transport = self.transport(source or state.get("source"))
             if succeeded:
                 status.mark(request_id, "succeeded", run_id=run_id, result_url=outcome.get("result_url") or "",
                             meta_url=outcome.get("meta") or "", reused_from=outcome.get("reused_from") or "")
             else:
                 status.mark(request_id, "dead", run_id=run_id, error=reason or "failed")
-                dead.add(state.get("payload") or json.dumps(outcome.get("request") or {"request_id": request_id}),
-                         reason or "failed", request_id=request_id, run_id=run_id,
-                         stage=(error or {}).get("stage"))
+                transport.add_dead_letter(
+                    state.get("payload") or json.dumps(outcome.get("request") or {"request_id": request_id}),
+                    reason or "failed", request_id=request_id, run_id=run_id, stage=(error or {}).get("stage"))
             message = {"request_id": request_id, "status": "succeeded" if succeeded else "failed",
                        "result_url": outcome.get("result_url"), "meta_url": outcome.get("meta"),
                        "error": reason, "run_id": run_id}
             if outcome.get("inspection"):  # findings: the whole answer of an inspect-only request
                 message["inspection"] = outcome["inspection"]
-            push_result(self.client(), config, message)
+            transport.push_result(message)
             callback = outcome.get("callback_url")
             if callback:
                 sent = webhooks.send(callback, message)
@@ -371,11 +421,10 @@ class IntakeResource(ConfigurableResource):
                             delivery="delivered" if sent.delivered else "failed",
                             delivery_attempts=sent.attempts, delivery_error=sent.error or "")
 
-    def settle_failed_run(self, run_id: str, request_ids: list[str], reason: str, *, will_retry: bool) -> None:
+    def settle_failed_run(self, run_id: str, request_ids: list[str], reason: str, *, will_retry: bool,
+                          source: str | None = None) -> None:
         """A run failed: requests it did not settle itself become dead (or failed, when Dagster retries)."""
-        from ..intake import push_result
-
-        status, dead = self.status(), self.dead_letters()
+        status, transport = self.status(), self.transport(source)
         for request_id in request_ids:
             state = status.get(request_id) or {}
             if state.get("state") in ("succeeded", "dead", "needs_review") and state.get("run_id") == run_id:
@@ -386,7 +435,22 @@ class IntakeResource(ConfigurableResource):
                 status.mark(request_id, "failed", run_id=run_id, error=f"{reason} (run will be retried)")
                 continue
             status.mark(request_id, "dead", run_id=run_id, error=reason)
-            dead.add(state.get("payload") or json.dumps({"request_id": request_id}), reason,
-                     request_id=request_id, run_id=run_id, stage="run")
-            push_result(self.client(), self.config(), {"request_id": request_id, "status": "failed",
-                                                         "error": reason, "run_id": run_id})
+            transport.add_dead_letter(state.get("payload") or json.dumps({"request_id": request_id}), reason,
+                                      request_id=request_id, run_id=run_id, stage="run")
+            transport.push_result({"request_id": request_id, "status": "failed", "error": reason, "run_id": run_id})
+
+
+class _RedisTransport:
+    """The Redis lists as a transport (results list, dead-letter queue): the shape of ``KafkaTransport``."""
+
+    def __init__(self, intake: IntakeResource) -> None:
+        self.intake = intake
+
+    def push_result(self, result: dict[str, Any]) -> None:
+        from ..intake import push_result
+
+        push_result(self.intake.client(), self.intake.config(), result)
+
+    def add_dead_letter(self, raw: str, reason: str, *, request_id: str | None = None, run_id: str | None = None,
+                        stage: str | None = None) -> None:
+        self.intake.dead_letters().add(raw, reason, request_id=request_id, run_id=run_id, stage=stage)

@@ -32,7 +32,8 @@ def test_workspace_definitions_load_and_validate():
     checks = {key.name for key in repo.asset_graph.asset_check_keys}
     assert checks == {names.CHECK_ONE_TRANSLATION_PER_BLOCK, names.CHECK_NO_SOURCE_TEXT_LEFT,
                       names.CHECK_OUTPUT_DECODES, names.CHECK_QUALITY, names.CHECK_INSPECTION}
-    assert {sensor.name for sensor in repo.sensor_defs} == {"redis_intake", "redis_dead_letters"}
+    assert {sensor.name for sensor in repo.sensor_defs} == {"redis_intake", "redis_dead_letters", "kafka_intake",
+                                                           "kafka_dead_letters"}
     assert [schedule.name for schedule in repo.schedule_defs] == ["translate_catalogue"]
     # GPU-bound steps are bounded by the Dagster pool.
     job = repo.get_job(names.TRANSLATE_JOB)
