@@ -69,17 +69,16 @@ TAG_BACKFILL_SIZE = "imgtrans/translations"
 TAG_PIPELINE = "imgtrans/pipeline"
 SOURCE_REDIS = "redis"
 SOURCE_KAFKA = "kafka"
-INTAKE_SOURCES = frozenset({SOURCE_REDIS, SOURCE_KAFKA})  # runs whose requests are settled through the intake
+# Runs whose requests are settled through the intake. Anyone with queue access can write these requests, so their
+# downloads obey the trust boundary (IMGTRANS_FILE_ROOTS, IMGTRANS_S3_BUCKETS); CLI, Launchpad, backfills and
+# reviews are trusted.
+INTAKE_SOURCES = frozenset({SOURCE_REDIS, SOURCE_KAFKA})
 TAG_KAFKA_PARTITION = "imgtrans/kafka_partition"  # "<topic>:<partition>" of the messages a Kafka run carries
 TAG_KAFKA_OFFSETS = "imgtrans/kafka_offsets"  # their offsets as ranges, e.g. "3,5-9"
 SOURCE_CLI = "cli"
 SOURCE_BACKFILL = "backfill"
 SOURCE_BENCHMARK = "benchmark"
 SOURCE_REVIEW = "review"
-SOURCE_KAFKA = "kafka"
-# Runs whose requests come from a queue anyone with queue access can write to: downloads obey the trust boundary
-# (IMGTRANS_FILE_ROOTS, IMGTRANS_S3_BUCKETS). The CLI, Launchpad, backfills and reviews are trusted.
-QUEUED_SOURCES = frozenset({SOURCE_REDIS, SOURCE_KAFKA})
 TAG_REVISION = "imgtrans/revision"  # the revision a rerender_request run produced
 
 # Tags the warm run workers write on every run they execute (scaleout.app).

@@ -61,7 +61,7 @@ def _intake_source(context: OpExecutionContext) -> str | None:
 
 def _queued(context: OpExecutionContext) -> bool:
     """Requests from a queue (Redis, Kafka): their URLs pass the trust boundary (IMGTRANS_FILE_ROOTS/_S3_BUCKETS)."""
-    return context.run.tags.get(names.TAG_SOURCE) in names.QUEUED_SOURCES
+    return _intake_source(context) is not None
 
 
 def _requests(config: BatchConfig) -> list[TranslationRequest]:

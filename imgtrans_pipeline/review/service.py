@@ -27,9 +27,9 @@ class ReviewService:
         self._resources = build_resources(self.settings)
         self.store = self._resources["artifacts"].store()  # type: ignore[attr-defined]
         self._instance = instance
-        # Requests from the Redis intake are settled through it; without IMGTRANS_REDIS_URL nothing touches Redis.
-        self.intake = intake if intake is not None else (
-            self._resources["intake"] if self.settings.intake.enabled else None)
+        # Requests from an intake (Redis, Kafka) are settled through it; without one nothing touches a queue.
+        queued = self.settings.intake.enabled or self.settings.kafka.enabled
+        self.intake = intake if intake is not None else (self._resources["intake"] if queued else None)
 
     @property
     def instance(self) -> Any:
