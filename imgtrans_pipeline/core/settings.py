@@ -122,8 +122,13 @@ class FetchSection(_Section):
     file_roots: str = _env("IMGTRANS_FILE_ROOTS", "")
     s3_buckets: str | None = _env("IMGTRANS_S3_BUCKETS", None)
 
-    def queued_file_roots(self) -> list[str]:
-        return [root for root in self.file_roots.split(":") if root.strip()]
+    def queued_file_roots(self, artifacts: str = "") -> list[str]:
+        """IMGTRANS_FILE_ROOTS, plus a local artifact store's own directory (as the store's own bucket is allowed on
+        S3): hash-only Kafka messages are resolved to the stored ``hash-<sha256>/source.png``."""
+        roots = [root for root in self.file_roots.split(":") if root.strip()]
+        if artifacts and "://" not in artifacts:
+            roots.append(artifacts)
+        return roots
 
     def queued_s3_buckets(self, artifacts: str) -> list[str]:
         if self.s3_buckets is not None:

@@ -34,7 +34,7 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
                                  max_pixels=fetch.max_image_pixels, concurrency=fetch.concurrency,
                                  retries=fetch.retries, timeout_s=fetch.timeout_s,
                                  s3_endpoint_url=settings.s3.endpoint_url or "",
-                                 queued_file_roots=fetch.queued_file_roots(),
+                                 queued_file_roots=fetch.queued_file_roots(settings.artifacts),
                                  queued_s3_buckets=fetch.queued_s3_buckets(settings.artifacts)),
         "ocr_engine": OcrResource(engine=ocr.engine, fallback_engine=ocr.fallback_engine,
                                   min_confidence=ocr.min_confidence, tall_ratio=ocr.tall_ratio,
