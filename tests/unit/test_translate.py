@@ -15,6 +15,7 @@ import ctranslate2
 import pytest
 
 from imgtrans_pipeline.core.errors import EngineError, InvalidRequest, TranslationError, UnsupportedLanguagePair
+from imgtrans_pipeline.core.http import parse_retry_after
 from imgtrans_pipeline.engines.translate import (
     CTranslate2Router,
     CTranslate2Translator,
@@ -26,7 +27,7 @@ from imgtrans_pipeline.engines.translate import (
     discover_models,
 )
 from imgtrans_pipeline.engines.translate.ctranslate2_engine import select_device, split_sentences
-from imgtrans_pipeline.engines.translate.llm_engines import parse_retry_after, parse_translation_reply
+from imgtrans_pipeline.engines.translate.llm_engines import parse_translation_reply
 from imgtrans_pipeline.setup_models import ZH_EN, SetupError, install_argos_model, installed_problems
 from tests.support.fixtures.translate import LLMWireServer
 

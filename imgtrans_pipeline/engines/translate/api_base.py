@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -35,6 +35,19 @@ def run_sync(coro_factory: Callable[[], Awaitable[T]]) -> T:
     # Called from inside an event loop (async caller): asyncio.run would refuse, so use a helper thread.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-translate") as pool:
         return pool.submit(asyncio.run, coro_factory()).result()  # type: ignore[arg-type]
+
+
+def translate_nonblank(texts: Sequence[str], translate: Callable[[list[str]], Awaitable[list[str]]]) -> list[str]:
+    """One translation per text: the blank ones stay blank, the others (stripped) go to ``translate`` in one batch,
+    run to completion from synchronous code."""
+    texts = list(texts)
+    todo = [i for i, t in enumerate(texts) if t.strip()]
+    out = ["" for _ in texts]
+    if todo:
+        batch = [texts[i].strip() for i in todo]
+        for i, translated in zip(todo, run_sync(lambda: translate(batch)), strict=True):
+            out[i] = translated
+    return out
 
 
 @dataclass

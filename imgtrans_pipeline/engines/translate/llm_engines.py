@@ -23,9 +23,7 @@ ops, worker threads and async code alike.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import json
 import logging
@@ -37,8 +35,9 @@ from typing import Any
 import aiohttp
 
 from ...core.errors import EngineError, TranslationError, UnsupportedLanguagePair
-from ...core.http import Retryable, RetryPolicy, is_retryable_status, parse_retry_after
+from ...core.http import Retryable, RetryPolicy, is_retryable_status
 from ...core.languages import LANGUAGES
+from .api_base import run_sync, send, translate_nonblank
 from .base import PageText, PageTranslation, check_translations
 from .page import PageCheck, check_page_reply
 
@@ -151,17 +150,6 @@ def parse_page_reply(text: str) -> list[tuple[object, object]] | None:
     return None
 
 
-def _run_sync(coro_factory: Any) -> Any:
-    """Run ``coro_factory()`` to completion from synchronous code, whatever the calling thread is doing."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro_factory())
-    # Called from inside an event loop (async caller): asyncio.run would refuse, so use a helper thread.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="llm-translate") as pool:
-        return pool.submit(asyncio.run, coro_factory()).result()
-
-
 class _HttpLLMTranslator:
     """Shared prompt, retry and parsing logic; subclasses build the request and read the reply text."""
 
@@ -208,16 +196,7 @@ class _HttpLLMTranslator:
         """Translate all non-blank ``texts`` in one API request (retried as described in the module docstring)."""
         if not self.supports(source_lang, target_lang):
             raise UnsupportedLanguagePair(source_lang, target_lang, self.name, "use canonical codes, source != auto")
-        texts = list(texts)
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        out = ["" for _ in texts]
-        if not todo:
-            return out
-        batch = [texts[i].strip() for i in todo]
-        translated = _run_sync(lambda: self._translate_with_retries(batch, source_lang, target_lang))
-        for i, t in zip(todo, translated, strict=True):
-            out[i] = t
-        return out
+        return translate_nonblank(texts, lambda batch: self._translate_with_retries(batch, source_lang, target_lang))
 
     # -- prompt ----------------------------------------------------------------------------------------------
 
@@ -272,17 +251,8 @@ class _HttpLLMTranslator:
                     payload: dict[str, Any]) -> Any:
         """POST one request; the JSON body of a 200 answer. Raises ``Retryable`` (429/5xx, network),
         ``EngineError`` (other statuses: permanent) or ``TranslationError`` (a 200 that is not JSON)."""
-        try:
-            async with session.post(url, json=payload, headers=headers) as resp:
-                raw = await resp.text()
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise Retryable(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
+        reply = await send(session, "POST", url, json=payload, headers=headers)
+        status, body, raw, retry_after = reply.status, reply.body, reply.raw, reply.retry_after
         if status != 200:
             message = raw[:300].replace("\n", " ")
             if isinstance(body, dict) and isinstance(body.get("error"), dict):
@@ -337,7 +307,7 @@ class _HttpLLMTranslator:
         page = page.with_blocks(todo)
         if not self.send_image:
             page = replace(page, image_jpeg=None)
-        result: PageTranslation = _run_sync(lambda: self._translate_page(page, source_lang, target_lang))
+        result: PageTranslation = run_sync(lambda: self._translate_page(page, source_lang, target_lang))
         result.translations.update(blank)
         return result
 

@@ -25,19 +25,17 @@ import io
 import json
 import os
 import re
-import sqlite3
-import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any
 
 from ...core.errors import InvalidRequest
 from ...core.languages import normalize_language
 from ...core.request import validate_scope
+from ...core.sqlite import SqliteFile
 
 FIELDS = ("source", "translation", "source_lang", "target_lang", "scope", "origin", "created_at", "updated_at")
 REQUIRED = ("source", "translation", "source_lang", "target_lang")
@@ -118,10 +116,10 @@ class ImportReport:
         return text
 
 
-class TranslationMemory:
+class TranslationMemory(SqliteFile):
     """Scoped, curated (source text, pair) → translation entries in one SQLite file; ``":memory:"`` works too."""
 
-    _SCHEMA = (
+    SCHEMA = (
         """CREATE TABLE IF NOT EXISTS memory (
             source_lang TEXT NOT NULL, target_lang TEXT NOT NULL, scope TEXT NOT NULL, source_key TEXT NOT NULL,
             source_text TEXT NOT NULL, translation TEXT NOT NULL, origin TEXT NOT NULL,
@@ -130,26 +128,6 @@ class TranslationMemory:
         ) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS memory_by_target ON memory (target_lang, scope, updated_at)",
     )
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-
-    def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork (Dagster's multiprocess executor forks/spawns workers).
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=30000")
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-            for statement in self._SCHEMA:
-                conn.execute(statement)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
 
     # -- lookups ---------------------------------------------------------------------------------------------
 

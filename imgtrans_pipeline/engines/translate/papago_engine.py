@@ -27,7 +27,7 @@ import aiohttp
 
 from ...core.errors import EngineError, TranslationError, UnsupportedLanguagePair
 from ...core.http import Retryable, is_retryable_status
-from .api_base import ApiTranslator, Reply, run_sync, send
+from .api_base import ApiTranslator, Reply, send, translate_nonblank
 from .base import check_translations
 
 logger = logging.getLogger(__name__)
@@ -81,16 +81,7 @@ class PapagoTranslator(ApiTranslator):
         """Translate every non-blank text, one call per image (line-joined) where the reply splits back cleanly."""
         if not self.supports(source_lang, target_lang):
             raise UnsupportedLanguagePair(source_lang, target_lang, self.name)
-        texts = list(texts)
-        todo = [i for i, t in enumerate(texts) if t.strip()]
-        out = ["" for _ in texts]
-        if not todo:
-            return out
-        batch = [texts[i].strip() for i in todo]
-        translated = run_sync(lambda: self._translate(batch, source_lang, target_lang))
-        for i, t in zip(todo, translated, strict=True):
-            out[i] = t
-        return out
+        return translate_nonblank(texts, lambda batch: self._translate(batch, source_lang, target_lang))
 
     # -- translation -----------------------------------------------------------------------------------------
 

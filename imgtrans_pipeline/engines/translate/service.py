@@ -34,17 +34,15 @@ import json
 import logging
 import os
 import re
-import sqlite3
-import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from ...core.errors import InvalidRequest, UnsupportedLanguagePair
 from ...core.keep import keep_reason
 from ...core.languages import AUTO
+from ...core.sqlite import SqliteFile
 from ...core.types import TranslationResult
 from .base import PageText, PageTranslator, Translator, check_translations, glossary_digest, model_id, native_glossary
 from .memory import MemoryEntry, TranslationMemory
@@ -63,40 +61,20 @@ def _placeholder_pattern(index: int) -> re.Pattern[str]:
     return re.compile(rf"\[\s*{index}\s*\]")
 
 
-class TranslationCache:
+class TranslationCache(SqliteFile):
     """Persistent (engine, model, source, target, text) → translation store in one SQLite file.
 
     Thread-safe (one connection per process behind a lock) and process-safe (WAL journal, busy timeout), so
     every worker of a run, and every later run, reuses what any of them translated. ``":memory:"`` works too.
     """
 
-    _SCHEMA = """
+    SCHEMA = ("""
         CREATE TABLE IF NOT EXISTS translations (
             engine TEXT NOT NULL, model TEXT NOT NULL, source_lang TEXT NOT NULL, target_lang TEXT NOT NULL,
             source_text TEXT NOT NULL, translation TEXT NOT NULL, created_at REAL NOT NULL,
             PRIMARY KEY (engine, model, source_lang, target_lang, source_text)
         ) WITHOUT ROWID
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = -1
-
-    def _connection(self) -> sqlite3.Connection:
-        # A connection must not cross a fork (Dagster's multiprocess executor forks/spawns workers).
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA busy_timeout=30000")
-            if self.path != ":memory:":
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(self._SCHEMA)
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
+    """,)
 
     def get_many(self, engine: str, model: str, source_lang: str, target_lang: str,
                  texts: Iterable[str]) -> dict[str, str]:
