@@ -66,7 +66,7 @@ class TranslateSection(_Section):
     # JSON {term: translation} applied to every request, or {"*": {...}, "<scope>": {...}} with catalogue/shop sections.
     glossary_file: str = _env("IMGTRANS_GLOSSARY", "")
     # Translation memory (SQLite): curated whole-text translations used before any engine; "off" = none;
-    # None = <artifacts>/translation-memory.sqlite beside the cache.
+    # None = <local artifact store>/translation-memory.sqlite (S3 store: <home>/artifacts/...).
     memory: str | None = _env("IMGTRANS_TRANSLATION_MEMORY", None)
     # LLM engines (gemini, openai) see the image (downscaled JPEG) with its text; off for text-only models.
     send_image: bool = _env("IMGTRANS_TRANSLATE_SEND_IMAGE", True)
@@ -282,7 +282,9 @@ class Settings(BaseSettings):
         if self.translate.cache is None:
             self.translate.cache = str(self.home / "artifacts" / "translation-cache.sqlite")
         if self.translate.memory is None:
-            self.translate.memory = str(self.home / "artifacts" / "translation-memory.sqlite")
+            # Curated data that belongs with the results: in a local artifact store, else under the home.
+            store = self.artifacts if "://" not in self.artifacts else str(self.home / "artifacts")
+            self.translate.memory = str(Path(store) / "translation-memory.sqlite")
         elif self.translate.memory.strip().lower() in ("off", "none", "false", "0"):
             self.translate.memory = ""
         if self.inpaint.lama_model is None:
