@@ -102,14 +102,16 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
     if len(samples) < 8:
         return None
     color = _dominant(samples)
-    distance = np.sqrt(((win - color) ** 2).sum(axis=2))
+    squared = (win - color) ** 2
+    # Channel by channel: the same sums as ``.sum(axis=2)`` (in channel order), without a reduction over a 3-long axis.
+    distance = np.sqrt(squared[:, :, 0] + squared[:, :, 1] + squared[:, :, 2])
     spread = float(np.median(np.sqrt(((samples - color) ** 2).sum(axis=1))))
     tolerance = min(MAX_TOLERANCE, max(MIN_TOLERANCE, SPREAD_FACTOR * spread))
 
     # Ground: close to the sampled colour, or further along a smooth gradient (no step between neighbours).
     # Steps per colour channel: a yellow outline on light blue has the same gray level as its ground.
     step = (np.abs(cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=3)) + np.abs(cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=3)))
-    step = step.max(axis=2)
+    step = np.maximum(np.maximum(step[:, :, 0], step[:, :, 1]), step[:, :, 2])
     same = ((distance <= tolerance) | ((distance <= GRADIENT_REACH * tolerance) & (step < SMOOTH_STEP)))
     same = same.astype(np.uint8)
     same[cy0:cy1, cx0:cx1] = 1  # the text itself belongs to its container

@@ -99,7 +99,8 @@ def _split_wide(token: str, font: ImageFont.FreeTypeFont, max_width: float) -> l
     pieces: list[str] = []
     cur = ""
     for ch in token:
-        if cur and font.getlength(cur + ch) > max_width:
+        # Cached: the same prefixes are measured again at every wrap width tried at this size.
+        if cur and _width(font, cur + ch) > max_width:
             pieces.append(cur)
             cur = ch
         else:
@@ -110,17 +111,33 @@ def _split_wide(token: str, font: ImageFont.FreeTypeFont, max_width: float) -> l
 
 
 _WIDTHS: dict[tuple[str, int, int, str], float] = {}
+_INK: dict[tuple[str, int, int, str], tuple[int, int, int, int]] = {}
+
+
+def _font_key(font: ImageFont.FreeTypeFont) -> tuple[str, int, int]:
+    return str(getattr(font, "path", "")), int(getattr(font, "index", 0) or 0), int(font.size)
 
 
 def _width(font: ImageFont.FreeTypeFont, piece: str) -> float:
     """Advance width of a word or character, cached per face and size (wrapping asks for the same ones often)."""
-    key = (str(getattr(font, "path", "")), int(getattr(font, "index", 0) or 0), int(font.size), piece)
+    key = (*_font_key(font), piece)
     width = _WIDTHS.get(key)
     if width is None:
         if len(_WIDTHS) > 200_000:
             _WIDTHS.clear()
         width = _WIDTHS[key] = float(font.getlength(piece))
     return width
+
+
+def _ink(font: ImageFont.FreeTypeFont, line: str) -> tuple[int, int, int, int]:
+    """Ink box of a line on its baseline, cached like ``_width`` (a size is laid out at several wrap widths)."""
+    key = (*_font_key(font), line)
+    box = _INK.get(key)
+    if box is None:
+        if len(_INK) > 50_000:
+            _INK.clear()
+        box = _INK[key] = font.getbbox(line, anchor="ls")
+    return box
 
 
 def wrap_text(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: str) -> tuple[list[str], bool]:
@@ -192,8 +209,8 @@ def layout_at(text: str, font: ImageFont.FreeTypeFont, max_width: float, lang: s
     lines, broke = wrap_text(text, font, max_width, lang)
     widths = [_width(font, line) for line in lines]
     # The block's real ink: a caption without descenders needs no room for them (reference ink if a line is blank).
-    first = font.getbbox(lines[0], anchor="ls") if lines else (0, 0, 0, 0)
-    last = font.getbbox(lines[-1], anchor="ls") if lines else (0, 0, 0, 0)
+    first = _ink(font, lines[0]) if lines else (0, 0, 0, 0)
+    last = _ink(font, lines[-1]) if lines else (0, 0, 0, 0)
     if first[3] > first[1] and last[3] > last[1]:
         ascent, descent = float(-first[1]), float(max(last[3], 0))
     else:

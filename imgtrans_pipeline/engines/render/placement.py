@@ -84,6 +84,15 @@ def _hits(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         np.maximum(box[1], boxes[:, 1]) < np.minimum(box[3], boxes[:, 3]))
 
 
+def _clash_areas(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Per box of ``boxes`` (N x 4), the summed intersection area with ``others`` (M x 4), as integers."""
+    if not len(boxes) or not len(others):
+        return np.zeros(len(boxes), dtype=np.int64)
+    w = np.minimum(boxes[:, None, 2], others[None, :, 2]) - np.maximum(boxes[:, None, 0], others[None, :, 0])
+    h = np.minimum(boxes[:, None, 3], others[None, :, 3]) - np.maximum(boxes[:, None, 1], others[None, :, 1])
+    return np.where((w > 0) & (h > 0), w * h, 0).sum(axis=1)
+
+
 def union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
@@ -272,6 +281,9 @@ class PagePlanner:
         self._srcs = np.asarray([self.specs[i].src for i in order], dtype=np.int64).reshape(-1, 4)
         self._cores = np.asarray([self.specs[i].core for i in order], dtype=np.int64).reshape(-1, 4)
         self._others = {i: np.asarray([n for n, j in enumerate(order) if j != i], dtype=np.int64) for i in order}
+        self._fixed_key: tuple[Box, ...] | None = None
+        self._fixed: tuple[np.ndarray, np.ndarray] = (np.zeros((0, 4), np.int64), np.zeros((0, 4), np.int64))
+        self._near: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     # -- geometry checks ----------------------------------------------------------------------------------------
 
@@ -292,13 +304,11 @@ class PagePlanner:
         # Other blocks: never over their text (the core of the OCR box, even where boxes overlap or one encloses
         # the other), and outside the own source box not within ``gap`` of their box. Kept and drawn text: never
         # over it, and the same gap.
-        others = self._others[spec.index]
-        if len(others) and _hits(c, self._cores[others]).any():
+        other_cores, fixed, grown_fixed, near = self._obstacles(spec.index, drawn)
+        if len(other_cores) and _hits(c, other_cores).any():
             return False
-        fixed = np.asarray([*self.kept, *drawn], dtype=np.int64).reshape(-1, 4)
-        if len(fixed) and _hits(c, fixed + np.array([-1, -1, 1, 1])).any():  # +1: drawn ink may round outwards
+        if len(fixed) and _hits(c, grown_fixed).any():
             return False
-        near = np.concatenate([self._srcs[others], fixed]) if len(others) else fixed
         if len(near):
             lo = np.maximum(c[:2], near[:, :2] - gap)
             hi = np.minimum(c[2:], near[:, 2:] + gap)
@@ -312,6 +322,24 @@ class PagePlanner:
             return True
         # A little air between the text and graphics it grows next to (a panel edge, a product outline).
         return not self.space.covers_too_much(expand(cand, max(1, round(AIR_RATIO * size))), self._ground(spec))
+
+    def _obstacles(self, index: int,
+                   drawn: Sequence[Box]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(other blocks' cores, kept + drawn boxes, the same grown by 1 px, other sources + kept + drawn) as arrays,
+        rebuilt only when ``drawn`` changes: the search asks ``allowed`` thousands of times per drawn list."""
+        key = tuple(drawn)
+        if key != self._fixed_key:
+            self._fixed_key = key
+            fixed = np.asarray([*self.kept, *drawn], dtype=np.int64).reshape(-1, 4)
+            self._fixed = (fixed, fixed + np.array([-1, -1, 1, 1]))  # +1: drawn ink may round outwards
+            self._near = {}
+        fixed, grown = self._fixed
+        near = self._near.get(index)
+        if near is None:
+            others = self._others[index]
+            cores = self._cores[others]
+            near = self._near[index] = (cores, np.concatenate([self._srcs[others], fixed]) if len(others) else fixed)
+        return near[0], fixed, grown, near[1]
 
     def _ground(self, spec: BlockSpec) -> Ground:
         cached = self._grounds.get(spec.index)
@@ -566,8 +594,9 @@ class PagePlanner:
         margins and gaps given up) and grows least, else the one covering the least other text; None when no
         position inside the image exists (an image smaller than one line of text)."""
         pad = self.pad_fn(spec.index, size)
-        texts = [*(expand(b, 1) for b in (*self.kept, *drawn)),
-                 *(o.core for o in self.specs.values() if o.index != spec.index)]
+        texts = np.asarray([*(expand(b, 1) for b in (*self.kept, *drawn)),
+                            *(o.core for o in self.specs.values() if o.index != spec.index)],
+                           dtype=np.int64).reshape(-1, 4)
         best: tuple[float, Box, TextLayout, str] | None = None
         for lay in self.layouts(spec, size):
             if lay.broke_words and spec.index not in self._may_break:
@@ -581,10 +610,10 @@ class PagePlanner:
             for y in range(y0 - 2 * bh, y1 + bh + 1, step):
                 for x in range(x0 - 2 * bw, x1 + bw + 1, step):
                     boxes.append(((x, y, x + bw, y + bh), 0.2, spec.alignment))
-            for box, pref, anchor in boxes:
+            clashes = _clash_areas(np.asarray([b for b, _, _ in boxes], dtype=np.int64).reshape(-1, 4), texts)
+            for (box, pref, anchor), clash in zip(boxes, clashes.tolist(), strict=True):
                 if box[0] < 0 or box[1] < 0 or box[2] > self.width or box[3] > self.height:
                     continue
-                clash = sum(area(intersection(box, o) or (0, 0, 0, 0)) for o in texts)
                 home = spec.container.box if spec.container is not None else spec.src  # spill out of it least
                 grown = (area(box) - area(intersection(box, home) or (0, 0, 0, 0))) / max(1, area(spec.src))
                 if spec.container is not None:  # a pixel over the top reads better than a word past the end

@@ -275,9 +275,10 @@ class TextRenderer:
             margins = [min(12, max(2, round(0.2 * (b[3] - b[1])))) for b in text_boxes]
             space = FreeSpace(original_px, [expand(b, m) for b, m in zip(text_boxes, margins, strict=True)],
                               canvas_px)
-            plan, styles_changed = self._plan(work, space, canvas_px, kept, lang)
+            layouts: dict[tuple[str, FontChoice, int, float], TextLayout] = {}  # shared by both plans
+            plan, styles_changed = self._plan(work, space, canvas_px, kept, lang, layouts)
             if styles_changed:  # an outline was added after placement: its width needs room too
-                plan, _ = self._plan(work, space, canvas_px, kept, lang)
+                plan, _ = self._plan(work, space, canvas_px, kept, lang, layouts)
 
         pil = Image.fromarray(image)
         draw = ImageDraw.Draw(pil)
@@ -392,14 +393,18 @@ class TextRenderer:
         faux = round(size * item.faux_ratio) if item.faux_ratio > 0 else 0
         return outline, faux
 
-    def _plan(self, work: list[_Block], space: FreeSpace, canvas: np.ndarray, kept: list[Box],
-              lang: str) -> tuple[PagePlan, bool]:
+    def _plan(self, work: list[_Block], space: FreeSpace, canvas: np.ndarray, kept: list[Box], lang: str,
+              layouts: dict[tuple[str, FontChoice, int, float], TextLayout]) -> tuple[PagePlan, bool]:
         by_index = {item.index: item for item in work}
 
         def layout_fn(i: int, size: int, max_width: float) -> TextLayout:
             item = by_index[i]
-            return layout_at(item.text, self.fonts.font(item.face, size), max(1.0, max_width), lang,
-                             self.line_spacing)
+            key = (item.text, item.face, size, max_width)
+            cached = layouts.get(key)
+            if cached is None:
+                cached = layouts[key] = layout_at(item.text, self.fonts.font(item.face, size), max(1.0, max_width),
+                                                  lang, self.line_spacing)
+            return cached
 
         def pad_fn(i: int, size: int) -> int:
             outline, faux = self._pads(by_index[i], size)
