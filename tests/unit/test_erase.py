@@ -247,3 +247,35 @@ def test_degenerate_regions_are_recorded_not_fatal(inpainter: OpenCvInpainter) -
     assert psnr(result.pixels, scene.clean, scene.zone()) >= 40
     empty = erase_text(scene.pixels, [], inpainter)
     assert not empty.mask.any() and np.array_equal(empty.pixels, scene.pixels)
+
+
+def ghost_pill(canvas: np.ndarray, box: tuple[int, int, int, int], color: tuple[int, int, int],
+               width: int) -> np.ndarray:
+    """The outline of a rounded button ("立即抢购 >" in a thin frame): drawn on ``canvas``, returned as a mask."""
+    x0, y0, x1, y1 = box
+    radius = (y1 - y0) // 2
+    outer = np.zeros(canvas.shape[:2], np.uint8)
+    cv2.rectangle(outer, (x0 + radius, y0), (x1 - radius, y1), 1, -1)
+    cv2.circle(outer, (x0 + radius, y0 + radius), radius, 1, -1)
+    cv2.circle(outer, (x1 - radius, y0 + radius), radius, 1, -1)
+    frame = (outer > 0) & ~(cv2.erode(outer, np.ones((2 * width + 1,) * 2, np.uint8)) > 0)
+    canvas[frame] = color
+    return frame
+
+
+@pytest.mark.parametrize("make", [_flat, _photo], ids=["flat", "photo"])
+def test_a_frame_in_the_text_colour_around_the_line_is_kept(inpainter: OpenCvInpainter, make) -> None:
+    # A ghost button: yellow text in a yellow outlined pill a few pixels outside the OCR polygon. The frame is part
+    # of the design; only the glyphs go.
+    yellow = (250, 216, 40)
+    scene = Scene(make(np.random.default_rng(12), 160, 420))
+    x0, y0, x1, y1 = scene.writer.measure("立即抢购", 34, True, False, 0)
+    left, top = 90, 60
+    pill = (left - 16, top - 6, left + (x1 - x0) + 16, top + (y1 - y0) + 6)
+    frame = ghost_pill(scene.canvas, pill, yellow, 2)
+    scene.text("立即抢购", (left, top), 34, fill=yellow)
+    result = erase(scene, inpainter)
+    changed = np.abs(result.pixels.astype(int) - scene.pixels.astype(int)).max(axis=2) > 24
+    assert changed[frame].mean() < 0.03, f"{changed[frame].mean():.1%} of the frame erased"
+    glyphs_left = (np.abs(result.pixels[scene.writer.glyphs].astype(int) - yellow).max(axis=1) < 40).mean()
+    assert glyphs_left < 0.05

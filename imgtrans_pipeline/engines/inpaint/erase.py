@@ -448,6 +448,26 @@ def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, floa
     return assign
 
 
+def _split_frames(glyphs: np.ndarray, inside: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``glyphs`` into glyphs and *frames*: parts in the text's colour that are long (at least 1.5 line
+    heights along or across the line) and lie mostly outside the line's polygon. The outline of a ghost button
+    around "立即抢购 >", a rule under a heading, a bar's border: design, to keep. A glyph lies mostly within its
+    line's polygon, whatever pokes out of a tight one."""
+    count, comp, stats, _ = cv2.connectedComponentsWithStats(glyphs.astype(np.uint8), connectivity=8)
+    frames = np.zeros(glyphs.shape, bool)
+    if count <= 1:
+        return glyphs, frames
+    area = stats[:, cv2.CC_STAT_AREA]
+    within = np.bincount(comp[inside], minlength=count)
+    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 1.5 * height
+    is_frame = long & (within < 0.25 * area)
+    is_frame[0] = False
+    if not np.any(is_frame):
+        return glyphs, frames
+    frames = is_frame[comp]
+    return glyphs & ~frames, frames
+
+
 def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: np.ndarray, height: float,
                 seed: int) -> _Line:
     """Decide how to erase one line inside its ROI (``poly``: its filled polygon; ``others``: other lines' text,
@@ -585,10 +605,14 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     textured = search & ~modelled
     if np.any(textured & box):
         text_like = np.isin(labels, text_clusters) & candidates
-        count, comp, stats, _ = cv2.connectedComponentsWithStats((candidates & ~text_like).astype(np.uint8), 8)
+        text_like, frames = _split_frames(text_like, poly > 0, h_px)
+        count, comp, stats, _ = cv2.connectedComponentsWithStats((candidates & ~text_like & ~frames).astype(np.uint8),
+                                                                 8)
         min_area = max(8, round(0.02 * h_px * h_px))
         big = np.zeros(count, bool)
         big[1:] = stats[1:, cv2.CC_STAT_AREA] >= min_area
+        # What a frame encloses is the background inside a button, not the inside of a glyph.
+        big[np.unique(comp[cv2.dilate(frames.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0])] = False
         enclosed = big[comp] & box
         texture_text = (text_like | enclosed) & textured & box
         if text_clusters:
@@ -600,6 +624,7 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
         weak |= texture_text
     else:
         texture_text = np.zeros(poly.shape, bool)
+        frames = None
     if not np.any(seeds):
         return fallback("no text pixels found")
     count, comp = cv2.connectedComponents((weak | seeds).astype(np.uint8), connectivity=8)
@@ -607,6 +632,10 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     keep[np.unique(comp[seeds])] = True
     keep[0] = False
     glyphs = keep[comp]
+    glyphs, more_frames = _split_frames(glyphs, poly > 0, h_px)
+    frames = more_frames if frames is None else frames | more_frames
+    if not np.any(glyphs):
+        return fallback("no text pixels found")
     share = float((glyphs & box).sum()) / float(box.sum())
     outside = float((glyphs & ~box).sum()) / max(1.0, float((glyphs & box).sum()))
     if not _MIN_GLYPH_SHARE <= share <= _MAX_GLYPH_SHARE:
@@ -616,10 +645,11 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     # Model pixels: one pixel of margin for the faintest anti-aliasing. Textured: a little more, since what
     # the inpainter sees next to its mask is copied inwards.
     model_part = cv2.dilate((glyphs & modelled).astype(np.uint8), _disk(1)) > 0
-    model_part &= modelled & search
+    keep_out = protect | (cv2.dilate(frames.astype(np.uint8), _disk(1)) > 0)
+    model_part &= modelled & search & ~keep_out
     tex_grow = max(2, round(0.08 * h_px))
     tex_part = cv2.dilate((glyphs & ~modelled).astype(np.uint8), _disk(tex_grow)) > 0
-    tex_part &= ~model_part & ~protect
+    tex_part &= ~model_part & ~keep_out
     if np.any(model_part) and np.count_nonzero(model_part) >= np.count_nonzero(glyphs & ~modelled):
         ranges = np.ptp(predicted[model_part], axis=0) if np.any(model_part) else np.zeros(3)
         kind = GRADIENT if float(np.max(ranges)) > _GRADIENT_RANGE else FLAT
