@@ -4,9 +4,7 @@ changed request (a rerender_request run), revisions are kept, and two concurrent
 from __future__ import annotations
 
 import csv
-import shutil
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,33 +22,15 @@ from imgtrans_pipeline.review.service import ReviewService
 from imgtrans_pipeline.review.state import list_reviews
 from imgtrans_pipeline.storage import get_json
 from tests.support.imagegen import text_image
-
-TEXTS = (["全新升级"], ["免费送货上门"], ["限时特价"])
+from tests.support.review import HELD_TEXTS, held_by_cli
 
 
 @pytest.fixture(scope="module")
 def held(tmp_path_factory):
     """Three images translated by the CLI with every result held for review (IMGTRANS_REVIEW_BELOW=1.01)."""
     tmp = tmp_path_factory.mktemp("review")
-    home = tmp / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(Path(__file__).resolve().parents[2] / "dagster.yaml", home / "dagster.yaml")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAGSTER_HOME", str(home))
-        patch.setenv("IMGTRANS_TRANSLATION_CACHE", str(tmp / "cache.sqlite"))
-        patch.setenv("IMGTRANS_REVIEW_BELOW", "1.01")
-        patch.setenv("IMGTRANS_ARTIFACTS", str(tmp / "artifacts"))
-        patch.setenv("IMGTRANS_TRANSLATION_MEMORY", str(tmp / "memory.sqlite"))
-        patch.delenv("IMGTRANS_REDIS_URL", raising=False)
-        from imgtrans_pipeline.core.settings import reset_settings
-
-        reset_settings()
-        inputs = [text_image(lines, width=380, height=140, font_size=42).save(tmp / f"in{i}.png")
-                  for i, lines in enumerate(TEXTS)]
-        code = main(["translate", *map(str, inputs), "--to", "en", "--from", "zh", "--out", str(tmp / "out"),
-                     "--json"])
+    with held_by_cli(tmp, "--out", str(tmp / "out"), IMGTRANS_TRANSLATION_MEMORY=str(tmp / "memory.sqlite")) as code:
         yield tmp, code
-        reset_settings()
 
 
 def service() -> ReviewService:
@@ -227,4 +207,4 @@ def test_approve_and_reject_without_redis(held):
     assert meta["status"] == "rejected" and meta["error"]["reason"] == "rejected by dan: wrong product name"
     assert {e["request_id"] for e in list_reviews(svc.store)}.isdisjoint({first, second})
     details = svc.details(first)  # what a review page shows
-    assert details["state"] == "approved" and [b["source"] for b in details["blocks"]] in [list(t) for t in TEXTS]
+    assert details["state"] == "approved" and [b["source"] for b in details["blocks"]] in [list(t) for t in HELD_TEXTS]

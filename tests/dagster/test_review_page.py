@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,36 +25,20 @@ from imgtrans_pipeline.monitoring.monitor import Monitor
 from imgtrans_pipeline.review.service import ReviewService
 from imgtrans_pipeline.storage import get_json
 from imgtrans_pipeline.web.review import create_review_app
-from tests.support.imagegen import text_image
+from tests.support.review import held_by_cli
 
-TEXTS = (["全新升级"], ["免费送货上门"], ["限时特价"])
 TOKEN = "s3cret-review-token"
 
 
 @pytest.fixture(scope="module")
 def held(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("review_page")
-    home = tmp / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(Path(__file__).resolve().parents[2] / "dagster.yaml", home / "dagster.yaml")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DAGSTER_HOME", str(home))
-        patch.setenv("IMGTRANS_TRANSLATION_CACHE", str(tmp / "cache.sqlite"))
-        patch.setenv("IMGTRANS_REVIEW_BELOW", "1.01")
-        patch.setenv("IMGTRANS_ARTIFACTS", str(tmp / "artifacts"))
-        patch.delenv("IMGTRANS_REDIS_URL", raising=False)
-        from imgtrans_pipeline.core.settings import reset_settings
+    from dagster import DagsterInstance
 
-        reset_settings()
-        inputs = [text_image(lines, width=380, height=140, font_size=42).save(tmp / f"in{i}.png")
-                  for i, lines in enumerate(TEXTS)]
-        assert main(["translate", *map(str, inputs), "--to", "en", "--from", "zh", "--json"]) == 0
-        from dagster import DagsterInstance
-
+    with held_by_cli(tmp_path_factory.mktemp("review_page")) as code:
+        assert code == 0
         with DagsterInstance.get() as instance:
             service = ReviewService(instance=instance)
             yield service, sorted(e["request_id"] for e in service.pending())
-        reset_settings()
 
 
 def _monitor() -> Monitor:

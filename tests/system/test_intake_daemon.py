@@ -4,104 +4,46 @@ These are the claims producers rely on, proven end to end: pushed requests compl
 the daemon; failures end dead with a reason and can be re-queued; killing the daemon with SIGKILL or restarting
 Redis in the middle of intake loses nothing and runs nothing twice.
 
-Every wait here follows progress (request states, run statuses), never the clock alone: on a loaded machine a
-run may take minutes, and a test that fails by timing blocks every landing. A wait fails only when nothing at
-all has moved for ``STALL_TIMEOUT`` seconds.
+Every wait follows progress (queues, request states, runs), never the clock alone: see tests/support/daemon.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import shutil
-import signal
-import subprocess
-import time
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from aiohttp import web
 from dagster import DagsterEvent, DagsterInstance, DagsterRunStatus
 from dagster._core.events import DagsterEventType
-from dagster._core.storage.tags import RUN_KEY_TAG
 
 from imgtrans_pipeline.cli import main as imgtrans
 from imgtrans_pipeline.intake import verify_signature
-from tests.support.dagster_services import BIN, PROJECT, _spawn, _stop, initialize_instance, pipeline_env, prepare_home
-from tests.support.imagegen import text_image
+from tests.support.daemon import (
+    RETRY_NUMBER_TAG,
+    Daemon,
+    assert_exactly_once,
+    carried_requests,
+    kill_repeatedly,
+    monitored_config,
+    requests_per_run,
+    runs_progress,
+    runs_table,
+)
+from tests.support.daemon import WEBHOOK_SECRET as SECRET
+from tests.support.daemon import wait_for as wait_for_progress
 from tests.support.redis_server import RedisServer
 from tests.support.servers import serve_aiohttp
 
-# The waits below are bounded by progress (STALL_TIMEOUT), not by the suite's 600 s per test: on a loaded machine
-# these tests legitimately take longer (measured: 14 min for the SIGKILL one at load 25 on 2 cores), still moving.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
-SECRET = "webhook-secret"
 TERMINAL = {"succeeded", "dead"}
 QUEUE, PROCESSING, RESULTS = "imgtrans:requests", "imgtrans:requests:processing", "imgtrans:results"
-# No progress at all for this long means something is stuck. Well above run monitoring's start timeout plus its
-# poll interval in monitored_config(), so a run left STARTING by a killed daemon has time to be failed and retried.
-STALL_TIMEOUT = 420.0
-RETRY_NUMBER_TAG = "dagster/retry_number"
-
-
-class Daemon:
-    """`dagster-daemon run` on a temporary instance, startable, SIGKILL-able and restartable."""
-
-    def __init__(self, tmp: Path, redis_url: str, config: Path | None = None, **env: str) -> None:
-        self.home = prepare_home(tmp / "dagster_home", config or monitored_config(tmp))
-        self.logs = tmp / "logs"
-        self.logs.mkdir(exist_ok=True)
-        self.env = {**os.environ, "DAGSTER_HOME": str(self.home), **pipeline_env(tmp),
-                    "IMGTRANS_REDIS_URL": redis_url, "IMGTRANS_BATCH_SIZE": "2",
-                    "IMGTRANS_ALLOW_PRIVATE_URLS": "true", "IMGTRANS_WEBHOOK_SECRET": SECRET,
-                    # Default 60 s. Measured at load 25 on 2 cores: the code server took 67 s to spawn a run
-                    # worker, the daemon's start_run call timed out, the run was failed, retried, failed again,
-                    # and its requests ended dead. These tests are about intake, not about a slow machine.
-                    "DAGSTER_GRPC_TIMEOUT_SECONDS": "300", **env}
-        initialize_instance(self.home)
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> None:
-        name = f"daemon-{len(self.procs)}"
-        self.procs.append(_spawn(name, [str(BIN / "dagster-daemon"), "run", "-w", str(PROJECT / "workspace.yaml")],
-                                 self.env, self.logs))
-
-    def kill(self) -> None:
-        """SIGKILL the daemon process alone, as a crash would (its children are left to fend for themselves)."""
-        os.kill(self.procs[-1].pid, signal.SIGKILL)
-        self.procs[-1].wait(10)
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            _stop(proc, "daemon")
-
-    def log_tail(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("*.log")))
-
-    @contextlib.contextmanager
-    def instance(self) -> Iterator[DagsterInstance]:
-        with DagsterInstance.from_config(str(self.home)) as instance:
-            yield instance
-
-
-@pytest.fixture
-def daemon_factory(tmp_path) -> Iterator[Callable[..., Daemon]]:
-    daemons: list[Daemon] = []
-
-    def make(redis_url: str, config: Path | None = None, **env: str) -> Daemon:
-        daemon = Daemon(tmp_path, redis_url, config, **env)
-        daemons.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in daemons:
-        daemon.stop()
 
 
 def push(client, request_id: str, image: Path | str, **fields: Any) -> None:
@@ -110,52 +52,15 @@ def push(client, request_id: str, image: Path | str, **fields: Any) -> None:
     client.lpush("imgtrans:requests", json.dumps(message))
 
 
-def monitored_config(tmp: Path, max_concurrent_runs: int | None = None) -> Path:
-    """The project's dagster.yaml, with run monitoring that looks every 5 s (not 2 min) for a run stuck in STARTING
-    (failed after the default 180 s): a daemon SIGKILLed between marking a run STARTING and handing it to a run
-    worker leaves it there, and only monitoring + ``run_retries`` get its requests going again. Code servers may
-    take 10 min to start (default 3; measured > 3 at load 25 on 2 cores, which failed a run retry).
-    ``max_concurrent_runs=0`` lets the sensor create runs that the run queue does not launch."""
-    config = yaml.safe_load((PROJECT / "dagster.yaml").read_text(encoding="utf-8"))
-    config["run_monitoring"].update(start_timeout_seconds=180, poll_interval_seconds=5)
-    config["code_servers"] = {**config.get("code_servers", {}), "local_startup_timeout": 600}
-    if max_concurrent_runs is not None:
-        config["concurrency"]["runs"]["max_concurrent_runs"] = max_concurrent_runs
-    path = tmp / f"dagster.monitored.{max_concurrent_runs}.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 def progress(client, instance: DagsterInstance) -> tuple:
-    """Everything that moves while intake works: queue lengths, each request's state, each run's status and the
-    last event of each unfinished run (a step can take minutes on a loaded machine with the gpu pool at 1)."""
+    """Everything that moves while intake works: queue lengths, each request's state, the runs."""
     keys = sorted(client.scan_iter("imgtrans:request:*"))
     states = tuple((key, client.hget(key, "state"), client.hget(key, "updated_at")) for key in keys)
-    runs = []
-    for run in instance.get_runs():
-        last = None
-        if not run.is_finished:
-            records = instance.get_records_for_run(run.run_id, limit=1, ascending=False).records
-            last = records[0].storage_id if records else None
-        runs.append((run.run_id, run.status.value, last))
-    return client.llen(QUEUE), client.llen(PROCESSING), client.llen(RESULTS), states, tuple(sorted(runs))
+    return client.llen(QUEUE), client.llen(PROCESSING), client.llen(RESULTS), states, runs_progress(instance)
 
 
-def wait_for(condition: Callable[[DagsterInstance], Any], what: str, client, daemon: Daemon,
-             stall_timeout: float = STALL_TIMEOUT) -> Any:
-    """Poll until ``condition(instance)`` is truthy and return it; fail only after ``stall_timeout`` s in which
-    nothing moved (see :func:`progress`), however long the whole wait takes."""
-    with daemon.instance() as instance:
-        last, moved = None, time.monotonic()
-        while not (value := condition(instance)):
-            now = progress(client, instance)
-            if now != last:
-                last, moved = now, time.monotonic()
-            elif time.monotonic() - moved > stall_timeout:
-                pytest.fail(f"{what}: nothing moved for {stall_timeout:.0f} s\n{runs_table(instance.get_runs())}\n"
-                            f"{daemon.log_tail()}")
-            time.sleep(0.5)
-        return value
+def wait_for(condition: Callable[[DagsterInstance], Any], what: str, client, daemon: Daemon) -> Any:
+    return wait_for_progress(condition, what, daemon, partial(progress, client))
 
 
 def wait_terminal(client, request_ids: list[str], daemon: Daemon) -> dict[str, dict]:
@@ -176,56 +81,8 @@ def settled_runs(client, daemon: Daemon) -> list[Any]:
     return wait_for(finished, "not all runs finished", client, daemon)
 
 
-def carried_requests(run: Any) -> list[str]:
-    return [request["request_id"] for request in run.run_config["ops"]["download"]["config"]["requests"]]
-
-
-def requests_per_run(runs: list[Any]) -> Counter:
-    """How many runs carried each request."""
-    return Counter(rid for run in runs for rid in carried_requests(run))
-
-
-def runs_table(runs: list[Any]) -> str:
-    """One line per run, for failure messages: what tells a run retry from a second submission."""
-    return "\n".join(
-        f"{run.run_id[:8]} {run.status.value:<9} key={run.tags.get(RUN_KEY_TAG)} "
-        f"root={(run.root_run_id or '-')[:8]} parent={(run.parent_run_id or '-')[:8]} "
-        f"retry={run.tags.get(RETRY_NUMBER_TAG, '-')} requests={carried_requests(run)}"
-        for run in sorted(runs, key=lambda r: r.tags.get(RUN_KEY_TAG, "")))
-
-
-def assert_exactly_once(client, runs: list[Any], ids: list[str]) -> None:
-    """Each request delivered once (one final result message) and submitted once: the runs carrying it are one
-    submission (one run key, one root run) and that run's Dagster retries (runs with a parent, a retry number and
-    the run key of their root); exactly one of them succeeded."""
-    table = runs_table(runs)
-    results = [json.loads(x) for x in client.lrange(RESULTS, 0, -1)]
-    assert Counter(r["request_id"] for r in results) == Counter(ids), (results, table)
-    assert {r["status"] for r in results} == {"succeeded"}, (results, table)
-    by_id = {run.run_id: run for run in runs}
-    keys: dict[str, set[str]] = defaultdict(set)
-    roots: dict[str, set[str]] = defaultdict(set)
-    for run in runs:
-        root = run.root_run_id or run.run_id
-        if run.parent_run_id:
-            assert run.tags.get(RETRY_NUMBER_TAG) and root in by_id, table
-            assert run.tags.get(RUN_KEY_TAG) == by_id[root].tags.get(RUN_KEY_TAG), table
-            assert by_id[run.parent_run_id].status == DagsterRunStatus.FAILURE, table
-        for rid in carried_requests(run):
-            keys[rid].add(run.tags.get(RUN_KEY_TAG, ""))
-            roots[rid].add(root)
-    assert sorted(keys) == sorted(ids), table
-    assert all(len(v) == 1 for v in keys.values()), (dict(keys), table)  # one run key each
-    assert all(len(v) == 1 for v in roots.values()), (dict(roots), table)  # one submission each
-    succeeded = Counter(rid for run in runs if run.status == DagsterRunStatus.SUCCESS for rid in carried_requests(run))
-    assert succeeded == Counter(ids), table
-
-
-@pytest.fixture
-def images(tmp_path) -> list[Path]:
-    lines = ["全新升级", "限时特价", "免费送货上门", "天然棉麻面料", "透气舒适"]
-    return [text_image([line], width=320, height=120, font_size=40, top=30).save(tmp_path / f"img{i}.png")
-            for i, line in enumerate(lines)]
+def results_of(client) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in client.lrange(RESULTS, 0, -1)]
 
 
 def test_pushed_requests_complete_with_results_webhooks_and_dead_letters(tmp_path, redis_server, redis_client,
@@ -303,24 +160,13 @@ def test_daemon_sigkill_mid_intake_loses_and_duplicates_nothing(tmp_path, redis_
     for i, rid in enumerate(ids):
         push(redis_client, rid, images[i % len(images)], options={"force": True})  # no dedupe shortcut
     daemon = daemon_factory(redis_server.url)
-    rng = random.Random(7)
-    for _ in range(3):
-        # Kill once this daemon has moved something (claimed, marked, created, launched or run), plus a seeded
-        # offset: the kill lands inside claiming, submitting or launching whatever the machine's speed.
-        with daemon.instance() as instance:
-            before = progress(redis_client, instance)
-        daemon.start()
-        wait_for(lambda inst, before=before: progress(redis_client, inst) != before, "the daemon made no progress",
-                 redis_client, daemon)
-        time.sleep(rng.uniform(0.0, 3.0))
-        daemon.kill()
-    daemon.start()
+    kill_repeatedly(daemon, partial(progress, redis_client), random.Random(7))
     states = wait_terminal(redis_client, ids, daemon)
     runs = settled_runs(redis_client, daemon)
     table = runs_table(runs)
 
     assert all(state["state"] == "succeeded" for state in states.values()), (states, table)
-    assert_exactly_once(redis_client, runs, ids)
+    assert_exactly_once(results_of(redis_client), runs, ids)
     assert redis_client.llen(QUEUE) == 0 and redis_client.llen(PROCESSING) == 0
 
 
@@ -350,14 +196,16 @@ def test_run_left_starting_by_a_killed_daemon_is_retried_once_and_delivered_once
         instance.report_dagster_event(DagsterEvent(event_type_value=DagsterEventType.PIPELINE_STARTING.value,
                                                    job_name=stuck.job_name), run_id=stuck.run_id)
         assert instance.get_run_by_id(stuck.run_id).status == DagsterRunStatus.STARTING
-    shutil.copyfile(monitored_config(tmp_path), daemon.home / "dagster.yaml")  # the run queue launches again
+    # The run queue launches again; the stuck run is failed 60 s after it was marked STARTING (not Dagster's 180 s:
+    # the point is that it is failed and retried, and a worker starts in seconds when the machine is not overloaded).
+    shutil.copyfile(monitored_config(tmp_path, start_timeout=60), daemon.home / "dagster.yaml")
     daemon.start()
     states = wait_terminal(redis_client, ids, daemon)
     runs = settled_runs(redis_client, daemon)
     table = runs_table(runs)
 
     assert all(state["state"] == "succeeded" for state in states.values()), (states, table)
-    assert_exactly_once(redis_client, runs, ids)
+    assert_exactly_once(results_of(redis_client), runs, ids)
     chain = [run for run in runs if (run.root_run_id or run.run_id) == stuck.run_id]
     assert [run.status for run in chain].count(DagsterRunStatus.FAILURE) >= 1, table
     [retry] = [run for run in chain if run.parent_run_id == stuck.run_id]  # Dagster retried it, once

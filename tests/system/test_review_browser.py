@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +19,10 @@ import pytest
 from dagster import DagsterInstance
 
 from imgtrans_pipeline import names
-from imgtrans_pipeline.orchestration.definitions import build_definitions
 from imgtrans_pipeline.storage import get_json
 from imgtrans_pipeline.web.review import review_server
 from tests.support.dagster_services import TEST_ARTIFACTS
-from tests.support.imagegen import text_image
+from tests.support.review import gate_env, run_as_redis_intake
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -42,20 +40,9 @@ else:
 @pytest.fixture
 def held(tmp_path, setenv, redis_server, redis_client) -> Iterator[tuple[Any, str]]:
     """Two requests translated by a run as the Redis intake sensor starts it, both held for review."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(Path(__file__).resolve().parents[2] / "dagster.yaml", home / "dagster.yaml")
-    setenv(DAGSTER_HOME=str(home), IMGTRANS_REDIS_URL=redis_server.url, IMGTRANS_REVIEW_BELOW="1.01",
-           IMGTRANS_ARTIFACTS=str(tmp_path / "artifacts"), IMGTRANS_TRANSLATION_CACHE=str(tmp_path / "c.sqlite"))
-    requests = []
-    for rid, lines in (("page-1", ["全新升级"]), ("page-2", ["免费送货上门"])):
-        image = text_image(lines, width=420, height=150, font_size=44).save(tmp_path / f"{rid}.png")
-        requests.append({"request_id": rid, "image_url": str(image), "source_lang": "zh", "target_lang": "en"})
+    setenv(**gate_env(tmp_path, IMGTRANS_REDIS_URL=redis_server.url))
     with DagsterInstance.get() as instance:
-        job = build_definitions().resolve_job_def(names.TRANSLATE_JOB)
-        result = job.execute_in_process(run_config=names.run_config(requests), instance=instance,
-                                        tags={names.TAG_SOURCE: names.SOURCE_REDIS})
-        assert result.success
+        run_as_redis_intake(("page-1", "page-2"), tmp_path, instance, width=420, height=150, font_size=44)
         # Bound to every interface, as a team would share it: the token is required (and given in the URL).
         server = review_server(host="0.0.0.0", port=0, token=TOKEN, instance=instance)
         with server:

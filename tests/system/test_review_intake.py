@@ -5,38 +5,23 @@ reviewer's reason."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
 from imgtrans_pipeline import names
-from imgtrans_pipeline.orchestration.definitions import build_definitions
 from imgtrans_pipeline.review import BlockEdit, WrongState
 from imgtrans_pipeline.review.service import ReviewService
 from imgtrans_pipeline.storage import get_json
-from tests.support.imagegen import text_image
+from tests.support.review import gate_env, run_as_redis_intake
 
 
 @pytest.fixture
 def gated(tmp_path, setenv, redis_server, redis_client):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copyfile(Path(__file__).resolve().parents[2] / "dagster.yaml", home / "dagster.yaml")
-    setenv(DAGSTER_HOME=str(home), IMGTRANS_REDIS_URL=redis_server.url, IMGTRANS_REVIEW_BELOW="1.01",
-           IMGTRANS_ARTIFACTS=str(tmp_path / "artifacts"), IMGTRANS_TRANSLATION_CACHE=str(tmp_path / "c.sqlite"))
-    requests = []
-    for rid, lines in (("shop-1", ["全新升级"]), ("shop-2", ["免费送货上门"])):
-        image = text_image(lines, width=380, height=140, font_size=42).save(tmp_path / f"{rid}.png")
-        requests.append({"request_id": rid, "image_url": str(image), "source_lang": "zh", "target_lang": "en"})
+    setenv(**gate_env(tmp_path, IMGTRANS_REDIS_URL=redis_server.url))
     with DagsterInstance.get() as instance:
-        job = build_definitions().resolve_job_def(names.TRANSLATE_JOB)
-        # A run as the intake sensor starts it (source tag redis): publish settles each request through Redis.
-        result = job.execute_in_process(run_config=names.run_config(requests), instance=instance,
-                                        tags={names.TAG_SOURCE: names.SOURCE_REDIS})
-        assert result.success
-        yield ReviewService(instance=instance), result.run_id
+        run_id = run_as_redis_intake(("shop-1", "shop-2"), tmp_path, instance, width=380, height=140, font_size=42)
+        yield ReviewService(instance=instance), run_id
 
 
 def results(service: ReviewService) -> list[dict]:
