@@ -280,6 +280,11 @@ class KafkaTransport:
         self.producer.produce(topic, body, key=key.encode("utf-8") if key else None, on_delivery=done)
         # Synchronous: the caller records the delivery (status, offset commit) only once the broker has it.
         remaining = self.producer.flush(self.config.timeout_s)
+        if remaining:
+            # Not sent yet: drop it from the producer's queue, or it could still go out after the caller's retry
+            # has sent it again.
+            self.producer.purge(in_queue=True, in_flight=False)
+            self.producer.poll(0)
         if remaining or errors:
             raise RuntimeError(f"kafka: could not publish to {topic}: {errors[0] if errors else 'timed out'}")
 

@@ -120,6 +120,16 @@ class LocalRequestStatus:
                 return None
             return None if owner == run_id else str(owner)
 
+    def release_delivery(self, request_id: str, run_id: str) -> bool:
+        with self.db.transaction() as db:
+            data = self._load(db, request_id)
+            field = f"delivered_by:{data.get('attempt') or '1'}"
+            if data.get(field) != run_id:
+                return False
+            del data[field]
+            self._store(db, request_id, data)
+            return True
+
     def note_duplicate(self, request_id: str) -> bool:
         with self.db.transaction() as db:
             data = self._load(db, request_id)

@@ -84,6 +84,17 @@ return 1
 """
 
 
+# KEYS: hash. ARGV: run id. Drops the run's delivery claim of the current attempt (only its own).
+_RELEASE = """
+local field = 'delivered_by:' .. (redis.call('HGET', KEYS[1], 'attempt') or '1')
+if redis.call('HGET', KEYS[1], field) == ARGV[1] then
+  redis.call('HDEL', KEYS[1], field)
+  return 1
+end
+return 0
+"""
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -107,6 +118,7 @@ class RequestStatus:
         self.ttl = settings.status_ttl_seconds
         self._mark = client.register_script(_MARK)
         self._duplicate = client.register_script(_DUPLICATE)
+        self._release = client.register_script(_RELEASE)
 
     def key(self, request_id: str) -> str:
         return f"{self.prefix}{request_id}"
@@ -149,6 +161,11 @@ class RequestStatus:
             return None
         owner = self.client.hget(self.key(request_id), field)
         return None if owner == run_id else owner
+
+    def release_delivery(self, request_id: str, run_id: str) -> bool:
+        """Give back ``run_id``'s claim when its delivery failed (broker or Redis down while publishing), so that a
+        retry of the step or of the run delivers; True when a claim was dropped."""
+        return bool(int(self._release(keys=[self.key(request_id)], args=[run_id])))
 
     def note_duplicate(self, request_id: str) -> bool:
         """Count a duplicate delivery of an already known request (no-op when there is no status yet)."""

@@ -400,20 +400,28 @@ class IntakeResource(ConfigurableResource):
             reason = f"[{error['stage']}] {error['reason']}" if error else None
             state = status.get(request_id) or {}
             transport = self.transport(source or state.get("source"))
-            if succeeded:
-                status.mark(request_id, "succeeded", run_id=run_id, result_url=outcome.get("result_url") or "",
-                            meta_url=outcome.get("meta") or "", reused_from=outcome.get("reused_from") or "")
-            else:
-                status.mark(request_id, "dead", run_id=run_id, error=reason or "failed")
-                transport.add_dead_letter(
-                    state.get("payload") or json.dumps(outcome.get("request") or {"request_id": request_id}),
-                    reason or "failed", request_id=request_id, run_id=run_id, stage=(error or {}).get("stage"))
             message = {"request_id": request_id, "status": "succeeded" if succeeded else "failed",
                        "result_url": outcome.get("result_url"), "meta_url": outcome.get("meta"),
                        "error": reason, "run_id": run_id}
             if outcome.get("inspection"):  # findings: the whole answer of an inspect-only request
                 message["inspection"] = outcome["inspection"]
-            transport.push_result(message)
+            try:
+                if succeeded:
+                    status.mark(request_id, "succeeded", run_id=run_id, result_url=outcome.get("result_url") or "",
+                                meta_url=outcome.get("meta") or "", reused_from=outcome.get("reused_from") or "")
+                else:
+                    status.mark(request_id, "dead", run_id=run_id, error=reason or "failed")
+                    transport.add_dead_letter(
+                        state.get("payload") or json.dumps(outcome.get("request") or {"request_id": request_id}),
+                        reason or "failed", request_id=request_id, run_id=run_id, stage=(error or {}).get("stage"))
+                transport.push_result(message)
+            except Exception as failure:
+                # Not delivered (broker or Redis unreachable, a publish timing out): the request is not settled.
+                # Give the claim back and say so, then fail the step: its retry, or the run's failure sensor
+                # (dead letter with this reason), takes over; a finished-looking request is never left undelivered.
+                status.release_delivery(request_id, run_id)
+                status.mark(request_id, "running", run_id=run_id, force=True, error=f"delivery failed: {failure}")
+                raise
             callback = outcome.get("callback_url")
             if callback:
                 sent = webhooks.send(callback, message)

@@ -392,6 +392,9 @@ def test_one_run_delivers_each_attempt(redis_client: redis.Redis, redis_server: 
     assert status.claim_delivery("d1", "run-a") is None
     assert status.claim_delivery("d1", "run-a") is None  # its own claim, repeated (a retried publish step)
     assert status.claim_delivery("d1", "run-b") == "run-a"
+    assert not status.release_delivery("d1", "run-b")  # only the owner gives a claim back
+    assert status.release_delivery("d1", "run-a")  # its delivery failed: another run may deliver
+    assert status.claim_delivery("d1", "run-b") is None and status.claim_delivery("d1", "run-a") == "run-b"
     status.mark("d1", "queued", attempt=2, force=True)
     assert status.claim_delivery("d1", "run-c") is None
     assert status.claim_delivery("d1", "run-b") == "run-c"

@@ -195,3 +195,30 @@ def test_failed_request_is_dead_lettered_and_requeued(tmp_path, env, instance):
     finals = [r for r in env.broker.read_all(env.results) if r["request_id"] == "gone"]
     assert [r["status"] for r in finals] == ["failed", "succeeded"]
     assert env.broker.committed(env.requests, env.group) == [3]
+
+
+def test_a_result_the_broker_did_not_take_is_delivered_by_the_retry_not_lost(env, instance, setenv):
+    """Publishing the result fails (the broker is unreachable): the request must not look settled. Its delivery
+    claim is given back and its state says why, so Dagster's retry of the run delivers it, once."""
+    from imgtrans_pipeline.orchestration.resources import IntakeResource
+    from tests.support.servers import free_port
+
+    setenv(IMGTRANS_KAFKA_TIMEOUT_SECONDS="1")
+    working = build_resources()["intake"]
+    broken = IntakeResource(kafka_bootstrap=f"127.0.0.1:{free_port()}")  # nothing listens there
+    status = working.status()
+    status.mark("d1", "queued", attempt=1, source=names.SOURCE_KAFKA, payload='{"request_id": "d1"}')
+    status.mark("d1", "running", run_id="run-a", attempts_increment=True)
+    outcome = {"request_id": "d1", "status": "succeeded", "result_url": "file:///d1/result.png", "meta": None}
+
+    with pytest.raises(RuntimeError, match="could not publish"):
+        broken.deliver([outcome], "run-a", names.SOURCE_KAFKA)
+    state = status.get("d1")
+    assert state["state"] == "running" and state["error"].startswith("delivery failed"), state
+    assert env.broker.read_all(env.results) == []
+
+    working.deliver([outcome], "run-b", names.SOURCE_KAFKA)  # Dagster's retry of run-a
+    working.deliver([outcome], "run-a", names.SOURCE_KAFKA)  # run-a's process, still going, tries again
+    results = env.broker.read_all(env.results)
+    assert [(r["request_id"], r["run_id"]) for r in results] == [("d1", "run-b")]
+    assert status.get("d1")["state"] == "succeeded"

@@ -29,6 +29,9 @@ def test_status_rules_match_the_redis_status(tmp_path):
     assert status.claim_delivery("r1", "run-a") is None
     assert status.claim_delivery("r1", "run-a") is None  # its own claim, repeated
     assert status.claim_delivery("r1", "run-b") == "run-a"
+    assert not status.release_delivery("r1", "run-b")  # only the owner gives a claim back
+    assert status.release_delivery("r1", "run-a")  # its delivery failed: another run may deliver
+    assert status.claim_delivery("r1", "run-b") is None and status.claim_delivery("r1", "run-a") == "run-b"
     assert status.mark("r1", "queued", force=True, attempt=2)
     assert status.claim_delivery("r1", "run-b") is None  # a new attempt is delivered again
     assert 0 < status.ttl_of("r1") <= 60 and status.ttl_of("nope") == -2
