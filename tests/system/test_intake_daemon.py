@@ -156,7 +156,7 @@ def test_daemon_sigkill_mid_intake_loses_and_duplicates_nothing(tmp_path, redis_
     the same requests (same run key, same root run). That is one submission retried, not a duplicate. What
     must never happen is one request carried under two run keys (two submissions), or delivered twice.
     """
-    ids = [f"k{i}" for i in range(12)]
+    ids = [f"k{i}" for i in range(8)]
     for i, rid in enumerate(ids):
         push(redis_client, rid, images[i % len(images)], options={"force": True})  # no dedupe shortcut
     daemon = daemon_factory(redis_server.url)
@@ -217,7 +217,7 @@ def test_run_left_starting_by_a_killed_daemon_is_retried_once_and_delivered_once
 def test_redis_restart_with_aof_mid_intake_loses_nothing(tmp_path, daemon_factory, images):
     with RedisServer(appendonly=True, appendfsync="always") as server:
         client = server.client()
-        ids = [f"a{i}" for i in range(8)]
+        ids = [f"a{i}" for i in range(4)]
         for i, rid in enumerate(ids):
             push(client, rid, images[i % len(images)], options={"force": True})
         daemon = daemon_factory(server.url)
