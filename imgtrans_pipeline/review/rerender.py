@@ -3,7 +3,8 @@
 The request's work item is rebuilt from ``source.png``, ``ocr.json``, ``translation.json``, ``inpainted.png`` /
 ``mask.png`` and ``meta.json`` (no download, OCR, translation or inpainting); the edits replace block texts and
 set per-block render overrides (font size, colour, keep the original pixels); the stages then run through the one
-``StageRunner`` (``run_stage`` in the Dagster op ``rerender``), so a revision is drawn, scored and published
+``StageRunner`` (``run_stage`` in the Dagster op ``rerender``), so a revision is inspected (changed texts, when
+content rules are configured: a correction may not bring in a claim the rules reject), drawn, scored and published
 exactly like the first one. Everything happens under the request's lock (``state.request_lock``): the revision
 is compared with the one the caller saw, the previous revision's files are copied aside (``rev-<n>.*``), and the
 new revision becomes the latest.
@@ -23,6 +24,7 @@ from ..core.request import RequestOptions, TranslationRequest
 from ..core.types import InpaintResult, OcrResult, SourceImage, TextBlock, TextRegion, TranslationResult
 from ..names import (
     INPAINTED_PNG,
+    INSPECT,
     MASK_PNG,
     META_JSON,
     OCR_JSON,
@@ -156,6 +158,7 @@ def load_item(store: ArtifactStore, request_id: str, meta: dict[str, Any] | None
                           "translations stored")
     return WorkItem(request=request, source=source, ocr=ocr, source_lang=meta.get("source_lang"),
                     translation=translation, inpainted=inpainted, engines=dict(meta.get("engines") or {}),
+                    inspection=meta.get("inspection"),
                     artifacts={k: v for k, v in (meta.get("artifacts") or {}).items() if not k.startswith("result")})
 
 
@@ -199,6 +202,20 @@ def apply_edits(item: WorkItem, edits: Sequence[BlockEdit], overrides: dict[str,
 
 # --- the re-render ----------------------------------------------------------------------------------------------
 
+def _inspect_again(runner: StageRunner, run: StageFn, item: WorkItem) -> None:
+    """Inspect the edited translation as the engine's was (the source too, if it never was): its old findings go,
+    the new ones are recorded; a ``reject`` hit fails the item (stage inspect). Without content rules, nothing."""
+    if not runner.applies(INSPECT, item):
+        return
+    if item.inspection is not None:
+        previous = item.inspection
+        item.inspection = {**previous,
+                           "matches": [m for m in previous.get("matches", []) if m.get("on") != "translation"],
+                           "inspected": [s for s in previous.get("inspected", []) if s != "translation"]}
+    for _side in ("source", "translation"):  # one side per pass; a side already inspected is left as it is
+        run(INSPECT, [item])
+
+
 def _archive(store: ArtifactStore, request_id: str, revision: int) -> None:
     """Copy the latest revision's files aside as ``rev-<n>.<name>`` (once: a retry finds them there)."""
     names = store.list(request_id)
@@ -231,6 +248,11 @@ def rerender(runner: StageRunner, request_id: str, edits: Sequence[BlockEdit], *
         if not changes:
             return RerenderResult(request_id, current, False, state=record["state"],
                                   score=record.get("score"), result=meta.get("result"))
+        if any(change["field"] == "text" for change in changes):
+            _inspect_again(runner, run, item)
+            if not item.ok:
+                raise ReviewError(f"the corrected text of {request_id} is not re-rendered: "  # type: ignore[index]
+                                  f"[{item.failure['stage']}] {item.failure['reason']}")
         revision = current + 1
         assert item.ocr is not None and item.translation is not None
         item.overrides = [overrides.get(str(i)) for i in range(len(item.ocr.blocks))] if overrides else None

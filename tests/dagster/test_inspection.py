@@ -160,3 +160,32 @@ def test_status_and_metrics_count_verdicts_and_rules(tmp_path, images):
     assert 'imgtrans_inspection_recent{verdict="reject"} 1.0' in metrics
     assert 'imgtrans_inspection_matches_recent{category="advertising_absolute",rule="zh-absolute-banned"} 1.0' \
         in metrics
+
+
+def test_a_reviewers_correction_is_inspected_again_before_it_is_drawn(tmp_path, instance, images):
+    """A correction may not bring in what the rules reject: the re-render is refused, naming the rule, and the
+    request stays at its revision; an acceptable correction is drawn, and meta.json keeps the inspection."""
+    from imgtrans_pipeline.orchestration.resources import stage_runner
+    from imgtrans_pipeline.review import BlockEdit, ReviewError
+    from imgtrans_pipeline.review.rerender import rerender
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {id: no-cure-claims, lang: en, category: medical_claim, action: reject,"
+                     " patterns: ['cures?']}\n", encoding="utf-8")
+    result = _run(tmp_path, instance, [{"request_id": "fix-1", "image_url": str(images["clean"]), "source_lang": "zh",
+                                        "target_lang": "en"}], runtime__inspection_rules=str(rules))
+    assert result.success
+    before = _meta(tmp_path, "fix-1")
+    assert before["inspection"]["inspected"] == ["source", "translation"]
+    runner = stage_runner(build_resources(pipeline_settings(tmp_path / "artifacts",
+                                                            runtime__inspection_rules=str(rules))))
+
+    with pytest.raises(ReviewError, match="no-cure-claims"):
+        rerender(runner, "fix-1", [BlockEdit(block=0, text="Linen that cures eczema")])
+    assert _meta(tmp_path, "fix-1") == before  # nothing drawn, nothing published
+
+    done = rerender(runner, "fix-1", [BlockEdit(block=0, text="Natural linen fabric")])
+    assert done.revision == 2 and done.changed
+    after = _meta(tmp_path, "fix-1")
+    assert after["inspection"]["inspected"] == ["source", "translation"] and after["inspection"]["verdict"] == "pass"
+    assert after["inspection"]["matches"] == []
