@@ -158,6 +158,7 @@ _ISSUE_LABELS = {
     "source_script": "source script left in translation",
     "repeated": "repeated phrase in translation",
     "length_ratio": "implausible length ratio in translation",
+    "offensive": "offensive word in translation",
 }
 
 

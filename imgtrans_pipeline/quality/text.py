@@ -36,6 +36,17 @@ LENGTH_RATIO_BOUNDS: dict[tuple[bool, bool], tuple[float, float]] = {
 }
 SHORT_SOURCE = 3  # letters; below this the ratio says little ("包邮" -> "free shipping" is 6x)
 
+# Words no product image says, by target language: an MT engine that produces one (the offline zh->en model read
+# 酷睿, Intel's "Core", as a profanity) has garbled the block. Stems match their inflections ("fucking", "shitty").
+OFFENSIVE_STEMS: dict[str, tuple[str, ...]] = {
+    "en": ("fuck", "shit", "cunt", "bitch", "asshole", "motherfuck", "whore", "slut", "bastard", "dickhead",
+           "nigger", "nigga", "faggot", "wanker", "bollock"),
+    "ko": ("씨발", "시발", "개새끼", "병신", "좆", "존나", "니미"),
+}
+_OFFENSIVE = {lang: re.compile(("" if lang == "ko" else r"\b") + "(?:" + "|".join(map(re.escape, stems)) + ")",
+                               re.IGNORECASE)
+              for lang, stems in OFFENSIVE_STEMS.items()}
+
 
 def script_of(ch: str) -> str | None:
     cp = ord(ch)
@@ -79,7 +90,7 @@ def shorten(text: str, limit: int = 8) -> str:
 
 @dataclass(frozen=True)
 class TranslationIssue:
-    kind: str  # "empty" | "source_script" | "repeated" | "length_ratio"
+    kind: str  # "empty" | "source_script" | "repeated" | "length_ratio" | "offensive"
     severity: float  # 0..1, how much of the block's translation it spoils
     detail: str
 
@@ -142,6 +153,11 @@ def translation_issues(source: str, translation: str, source_lang: str, target_l
     run = _repeated_run(tokens, 4 if target_dense else 3)
     if run is not None and not _has_back_to_back_repeat(source):
         issues.append(TranslationIssue("repeated", 0.7, run))
+
+    offensive = _OFFENSIVE.get(target_lang.split("-")[0].lower())
+    found = offensive.search(unicodedata.normalize("NFKC", text)) if offensive is not None else None
+    if found and not offensive.search(unicodedata.normalize("NFKC", source)):  # type: ignore[union-attr]
+        issues.append(TranslationIssue("offensive", 1.0, found.group(0)))  # (not the source's own word, kept)
 
     source_dense = bool(scripts_of(source_lang) & DENSE_SCRIPTS)
     n_source = len(normalize_text(source))

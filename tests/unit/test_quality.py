@@ -85,6 +85,7 @@ def test_faint_or_unrelated_reading_is_not_text_left() -> None:
     ("B", "length_ratio"),
     ("Book now to receive a luxurious gift package, delivered to your home free of charge within three days, "
      "while supplies last, terms apply", "length_ratio"),
+    ("Book the fucking gift", "offensive"),
 ])
 def test_translation_sanity_flags(translation: str, kind: str) -> None:
     issues = translation_issues("预定享豪礼", translation, "zh", "en")
@@ -93,7 +94,7 @@ def test_translation_sanity_flags(translation: str, kind: str) -> None:
     quality = score_image(clean_inputs(translations=translations))
     assert quality.components["translation"] < 1.0
     label = {"empty": "empty translation", "source_script": "source script left", "repeated": "repeated phrase",
-             "length_ratio": "implausible length ratio"}[kind]
+             "length_ratio": "implausible length ratio", "offensive": "offensive word"}[kind]
     assert any(reason.startswith(label) and "预定享豪礼" in reason for reason in quality.reasons)
 
 
@@ -103,6 +104,11 @@ def test_sane_translations_and_legit_repeats_are_not_flagged() -> None:
     assert translation_issues("买买买", "buy buy buy", "zh", "en") == []  # the source repeats itself
     assert translation_issues("¥199", "", "zh", "en") == []  # nothing to translate
     assert translation_issues("新品上市", "新発売", "zh", "ja") == []  # Han is the target's script too
+    # Offensive words are matched from a word start ("Scunthorpe" is not flagged; "flame retardant" is no word of
+    # the list); Korean by stem.
+    assert translation_issues("斯肯索普", "Scunthorpe cushions", "zh", "en") == []
+    assert translation_issues("酷睿版", "Core edition", "zh", "en") == []
+    assert [i.kind for i in translation_issues("酷睿版", "씨발 에디션", "zh", "ko")] == ["offensive"]
 
 
 def test_overlapping_drawn_blocks_are_flagged_in_both_record_formats() -> None:
