@@ -153,6 +153,7 @@ def _ocr(scores: list[float], dropped: int) -> tuple[float, list[tuple[float, st
     return _clamp(value), reasons, details
 
 
+OFFENSIVE_CAP = 0.3  # the translation component (so the score) with an offensive word in it
 _ISSUE_LABELS = {
     "empty": "empty translation",
     "source_script": "source script left in translation",
@@ -179,6 +180,9 @@ def _translation(inputs: QualityInputs) -> tuple[float, list[tuple[float, str]],
             if issue.kind == "length_ratio":
                 shown += f" ({issue.detail})"
             by_kind.setdefault(issue.kind, []).append(shown)
+    if "offensive" in by_kind:
+        # One such word makes the image unpublishable however many blocks are fine: below any sensible gate.
+        value = min(value, OFFENSIVE_CAP)
     reasons = []
     for kind, shown in by_kind.items():
         weight = (1 - value) * len(shown) / max(1, sum(len(v) for v in by_kind.values()))

@@ -96,6 +96,8 @@ def test_translation_sanity_flags(translation: str, kind: str) -> None:
     label = {"empty": "empty translation", "source_script": "source script left", "repeated": "repeated phrase",
              "length_ratio": "implausible length ratio", "offensive": "offensive word"}[kind]
     assert any(reason.startswith(label) and "预定享豪礼" in reason for reason in quality.reasons)
+    if kind == "offensive":  # never publishable, whatever the other blocks
+        assert quality.score <= 0.3
 
 
 def test_sane_translations_and_legit_repeats_are_not_flagged() -> None:
