@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from imgtrans_pipeline.core.errors import EngineError
 from imgtrans_pipeline.core.types import TextBlock, TextRegion
-from imgtrans_pipeline.engines.render import FontSet, TextRenderer, contrast_ratio
+from imgtrans_pipeline.engines.render import FontSet, TextRenderer, contrast_ratio, infer_alignments
 from imgtrans_pipeline.engines.render.measure import analyse_block, stroke_width
 
 NOTO = Path("/usr/share/fonts/opentype/noto")
@@ -436,6 +436,16 @@ def test_a_subline_keeps_the_edge_of_its_headline(renderer: TextRenderer) -> Non
     src_x0, _ = _ink_columns(original, erased, [0, 150, 1000, 200])
     x0, _ = _ink_columns(out.pixels, erased, info[1]["box"])
     assert abs(x0 - src_x0) <= 3
+
+
+def test_a_pixel_of_ocr_jitter_is_no_alignment() -> None:
+    """A column of two-character table labels (OCR boxes one pixel apart on one edge, the real pages' boxes): no
+    edge is shared more than another, so it stays a guess instead of becoming right-aligned by a pixel."""
+    boxes = [(71, 2834, 145, 2882), (72, 2898, 143, 2943), (72, 2959, 143, 3004), (73, 3022, 143, 3067)]
+    assert infer_alignments([[b] for b in boxes], ["left"] * 4) == [("left", False)] * 4
+    # Clearly different widths on one left edge are evidence.
+    boxes = [(72, 100, 143, 140), (72, 150, 260, 190), (73, 200, 190, 240)]
+    assert infer_alignments([[b] for b in boxes], ["center"] * 3) == [("left", True)] * 3
 
 
 def test_a_centred_list_of_one_line_blocks_is_drawn_centred(renderer: TextRenderer) -> None:
