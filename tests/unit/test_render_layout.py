@@ -172,7 +172,8 @@ def test_a_squeezed_headline_never_ends_up_smaller_than_the_body(renderer: TextR
 def test_one_tight_spot_does_not_shrink_its_whole_size_class() -> None:
     """Two 48 px headlines, one of them boxed in by text left in the image; 24 px body copy below. The roomy
     headline keeps its size instead of dropping to its boxed-in twin's; the order holds (the body is not drawn
-    larger than the boxed-in headline). With no smaller class on the page, the two headlines share one size."""
+    larger than the boxed-in headline); a class-mate right next to the boxed-in one keeps its size. With no
+    smaller class on the page, the two headlines share one size."""
     blocks = [
         [Line("新品上市", 60, 30, 48, bold=True)],
         [Line("限时", 380, 300, 48, bold=True)],
@@ -191,6 +192,12 @@ def test_one_tight_spot_does_not_shrink_its_whole_size_class() -> None:
     assert roomy["font_px"] >= 0.9 * 48  # ... alone
     assert body[0]["font_px"] == body[1]["font_px"] <= boxed["font_px"]  # the order holds
     assert layout["overlaps"] == 0 and layout["outside"] == 0 and layout["overflow_blocks"] == 0
+    # A class-mate right under the boxed-in headline (a pair that reads as one set) shrinks with it.
+    original, erased, page = _page(900, 700, [*blocks, [Line("特价", 380, 396, 48, bold=True)]])
+    out = TextRenderer().render(erased, original, page, [*translations, "Deals"], "en", obstacles=box_in)
+    info = {b["index"]: b for b in out.extra["layout"]["blocks"]}
+    assert info[4]["font_px"] == info[1]["font_px"] < 0.6 * 48 and info[0]["font_px"] >= 0.9 * 48
+    assert out.extra["layout"]["overlaps"] == 0
     # Without the body copy the two headlines keep one size.
     original, erased, page = _page(900, 700, blocks[:2])
     out = TextRenderer().render(erased, original, page, translations[:2], "en", obstacles=box_in)

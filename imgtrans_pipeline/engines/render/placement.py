@@ -61,6 +61,7 @@ BOX_PAD_RATIO = 0.1  # OCR line boxes reach this share of their height past the 
 HEADLINE_VOTE = 0.5  # weight of a headline's alignment for a subline or kicker, against a line of the same size
 INK_INSET_MAX = 0.25  # em: the source ink sits at most this far inside its OCR box (else the measure missed ink)
 CRAMPED_RATIO = 0.8  # a block that fits at under this share of what the rest of its size class fits is sized alone
+ADJACENT_EM = 1.0  # ... together with the class-mates whose boxes are within this many em of its own
 
 LayoutFn = Callable[[int, int, float], TextLayout]  # (block index, font px, max line width) -> layout
 PadFn = Callable[[int, int], int]  # (block index, font px) -> pixels of outline / faux bold around the ink
@@ -278,7 +279,9 @@ class PagePlanner:
         # Text in a container (a button, a badge) shrinks to fit it on its own instead of setting the size of its
         # class and of every smaller one: the page's hierarchy is kept among the other blocks.
         self._own = {s.index for s in specs if container_own_size and s.container is not None and s.fixed_px is None}
-        self._cramped: set[int] = set()  # blocks whose spot is far tighter than their class's (``_group_sizes``)
+        # Blocks whose spot is far tighter than their class's, with the size cap of the set they belong to
+        # (``_group_sizes``).
+        self._cramped: dict[int, int] = {}
         self.width, self.height = space.width, space.height
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
@@ -538,9 +541,9 @@ class PagePlanner:
         placements: dict[int, Placement] = {}
         for attempt in range(3):
             group_px = self._group_sizes(groups, fits)
-            alone = self._own | self._cramped
-            sizes = {i: group_px[group_of[i]] if i not in alone else min(group_px[group_of[i]], fits[i])
+            sizes = {i: group_px[group_of[i]] if i not in self._own else min(group_px[group_of[i]], fits[i])
                      for i in group_of}
+            sizes.update({i: min(group_px[group_of[i]], cap) for i, cap in self._cramped.items()})
             sizes.update({s.index: int(s.fixed_px) for s in self.specs.values() if s.fixed_px is not None})
             placements, demoted = self._place_all(order, sizes, allow_demote=attempt == 2)
             if not demoted:
@@ -559,9 +562,10 @@ class PagePlanner:
 
         A member whose spot is far tighter than the rest of its group's (it fits at under ``CRAMPED_RATIO`` of what
         the others fit: a caption squeezed between a product's edges) is sized on its own (``_cramped``) when its
-        group would otherwise drop below the source size of a smaller class: its group-mates keep their size.
+        group would otherwise drop below the source size of a smaller class, together with the group-mates right
+        next to it (a label pair or a list keeps one size): the rest of its group keeps its size.
         The order holds all the same: smaller classes are capped by the cramped member's size too."""
-        self._cramped = set()
+        self._cramped = {}
         sizes: list[int] = []
         cap: int | None = None
         current, class_min = -1, None
@@ -577,20 +581,44 @@ class PagePlanner:
             below = max((t for k, t in free_class if k > size_class), default=0)
             if len(bound) > 1 and below:
                 roomy = CRAMPED_RATIO * min(target, max(fits[i] for i in bound))
-                cramped = {i for i in bound if fits[i] < min(roomy, below)}
-                self._cramped |= cramped
+                cramped = self._cramped_sets(bound, {i for i in bound if fits[i] < min(roomy, below)}, fits)
+                self._cramped.update(cramped)
                 bound = [i for i in bound if i not in cramped]
             else:
-                cramped = set()
+                cramped = {}
             size = min([target, *(fits[i] for i in bound or members)])
             if cap is not None:
                 size = min(size, cap)
             size = max(self.min_px, size)
             sizes.append(size)
             if bound:  # a group of container text alone does not cap smaller classes
-                low = max(self.min_px, min([size, *(fits[i] for i in cramped)]))
+                low = max(self.min_px, min([size, *cramped.values()]))
                 class_min = low if class_min is None else min(class_min, low)
         return sizes
+
+    def _cramped_sets(self, bound: list[int], tight: set[int], fits: dict[int, int]) -> dict[int, int]:
+        """The tight members of a group with the class-mates right next to them (a label pair, a list: they read as
+        one set and keep one size), each mapped to its set's smallest fit; empty when that takes in the group."""
+        out: dict[int, int] = {}
+        for i in tight:
+            if i in out:
+                continue
+            members, todo = {i}, [i]
+            while todo:
+                k = todo.pop()
+                for j in bound:
+                    if j not in members and self._adjacent(k, j):
+                        members.add(j)
+                        todo.append(j)
+            cap = min(fits[j] for j in members)
+            out.update({j: cap for j in members})
+        return {} if len(out) >= len(bound) else out
+
+    def _adjacent(self, i: int, j: int) -> bool:
+        """Do blocks ``i`` and ``j`` sit next to each other (boxes within about a line height)?"""
+        a, b = self.specs[i], self.specs[j]
+        reach = round(ADJACENT_EM * max(a.source_px, b.source_px))
+        return intersection(expand(a.src, reach), b.src) is not None
 
     def _place_all(self, order: list[int], sizes: dict[int, int],
                    allow_demote: bool) -> tuple[dict[int, Placement], dict[int, int]]:
