@@ -53,6 +53,7 @@ GROUND_COLOR_DELTA = 40.0  # max RGB distance between the mean colour of grown s
 STYLE_COLOR_DELTA = 90.0  # RGB distance within which two fills are one text style
 SAME_SIZE_RATIO = 1.08  # source sizes within 8% of a group's largest are one size (measurement noise is ~5%)
 GAP_RATIO = 0.3  # gap to other text, in em of the block being placed
+ROW_GAP_RATIO = 0.6  # ... left and right of it (text on the same row): two word spaces, not one
 AIR_RATIO = 0.12  # ... and to busy graphics
 EDGE_MARGIN_RATIO = 0.35  # margin to the image edge when growing beyond the source box, in em
 MAX_WRAP_LINES = 8
@@ -60,6 +61,7 @@ STACK_SIZE_RATIO = 3.0  # a subline or kicker shares the alignment of a headline
 BOX_PAD_RATIO = 0.1  # OCR line boxes reach this share of their height past the ink on each side
 HEADLINE_VOTE = 0.5  # weight of a headline's alignment for a subline or kicker, against a line of the same size
 INK_INSET_MAX = 0.25  # em: the source ink sits at most this far inside its OCR box (else the measure missed ink)
+INK_FALLBACK_PX = 3  # ... but the box's edge is tried too when it is at most this much further out
 CRAMPED_RATIO = 0.8  # a block that fits at under this share of what the rest of its size class fits is sized alone
 ADJACENT_EM = 1.0  # ... together with the class-mates whose boxes are within this many em of its own
 
@@ -310,6 +312,8 @@ class PagePlanner:
                 or cand[2] > max(src[2], self.width - margin) or cand[3] > max(src[3], self.height - margin)):
             return False
         gap = max(2, round(GAP_RATIO * size))
+        # Beside other text on its row a word space's gap would run the two into one line: a column gap there.
+        gaps = np.asarray([max(gap, round(ROW_GAP_RATIO * size)), gap], dtype=np.int64)
         c = np.asarray(cand, dtype=np.int64)
         # Other blocks: never over their text (the core of the OCR box, even where boxes overlap or one encloses
         # the other), and outside the own source box not within ``gap`` of their box. Kept and drawn text: never
@@ -320,8 +324,8 @@ class PagePlanner:
         if len(fixed) and _hits(c, grown_fixed).any():
             return False
         if len(near):
-            lo = np.maximum(c[:2], near[:, :2] - gap)
-            hi = np.minimum(c[2:], near[:, 2:] + gap)
+            lo = np.maximum(c[:2], near[:, :2] - gaps)
+            hi = np.minimum(c[2:], near[:, 2:] + gaps)
             hit = (lo < hi).all(axis=1)
             if hit.any():
                 src = np.asarray(spec.src, dtype=np.int64)
@@ -430,12 +434,15 @@ class PagePlanner:
         ys = [(round((y0 + y1 - bh) / 2), 0.0), (y0, 0.02), (y1 - bh, 0.04)]
         for n, anchor in enumerate(anchors):
             if anchor == "right":
-                x = ax1 - bw
+                x, box_x = ax1 - bw, x1 - bw
             elif anchor == "center":
-                x = round((x0 + x1 - bw) / 2)
+                x = box_x = round((x0 + x1 - bw) / 2)
             else:
-                x = ax0
-            for xx, shifted in ((x, 0.0), (min(max(x, 0), self.width - bw), 0.05)):
+                x, box_x = ax0, x0
+            # Small text in a tight spot may need the few pixels between its ink and the OCR box's edge.
+            if abs(box_x - x) > INK_FALLBACK_PX:
+                box_x = x
+            for xx, shifted in ((x, 0.0), (box_x, 0.25), (min(max(x, 0), self.width - bw), 0.05)):
                 for y, pref in ys:
                     for yy, clamped in ((y, 0.0), (min(max(y, 0), self.height - bh), 0.01)):
                         box = (int(xx), int(yy), int(xx) + bw, int(yy) + bh)
