@@ -311,13 +311,21 @@ def font_sizes(extra: dict[str, Any], ocr: Any, truth_lines: list[dict[str, Any]
         if not isinstance(source, int | float):
             source, how = source_font_px(source_block), "ocr"
         if isinstance(source, int | float) and source > 0:
-            pairs.append({"index": block["index"], "rendered_px": float(rendered), "source_px": float(source),
-                          "source_from": how, "in_container": block["in_container"]})
+            pair = {"index": block["index"], "rendered_px": float(rendered), "source_px": float(source),
+                    "source_from": how, "in_container": block["in_container"]}
+            if truth_lines is not None:  # the size the line was set in, beside the renderer's measurement
+                inside = [t["font_px"] for t in truth_lines
+                          if not t["keep"] and _inside(_center(t["box"]), source_block.bbox, 2)]
+                pair["truth_px"] = float(statistics.median(inside)) if inside else None
+            pairs.append(pair)
     ratios = [p["rendered_px"] / p["source_px"] for p in pairs]
     # The page-wide size order holds for text outside containers: a label in a pill is sized by its pill.
     free = [p for p in pairs if not p["in_container"]]
     rho = spearman([p["source_px"] for p in free], [p["rendered_px"] for p in free])
-    return {"pairs": pairs, "median_ratio": statistics.median(ratios) if ratios else None, "spearman": rho}
+    known = [p for p in free if p.get("truth_px")]
+    rho_truth = spearman([p["truth_px"] for p in known], [p["rendered_px"] for p in known]) if known else None
+    return {"pairs": pairs, "median_ratio": statistics.median(ratios) if ratios else None, "spearman": rho,
+            "spearman_truth": rho_truth}
 
 
 def measure_synthetic(page: Any, item: Any, quality: Any, ocr_engine: Any) -> dict[str, Any]:
@@ -508,6 +516,10 @@ def summarize(records: list[dict[str, Any]], synthetic: bool) -> dict[str, Any]:
     rhos = [r["fonts"]["spearman"] for r in records if r["fonts"]["spearman"] is not None]
     s["font_spearman_median"] = statistics.median(rhos) if rhos else None
     s["font_spearman_pages"] = len(rhos)
+    truth_rhos = [r["fonts"].get("spearman_truth") for r in records]
+    truth_rhos = [v for v in truth_rhos if v is not None]
+    s["font_spearman_truth_median"] = statistics.median(truth_rhos) if truth_rhos else None
+    s["font_spearman_truth_pages"] = len(truth_rhos)
     s["quality"] = _dist([r["quality"]["score"] for r in records if r.get("quality")])
     s["reasons"] = _reason_counts(records)
     return s
@@ -544,6 +556,9 @@ def print_table(summaries: dict[str, dict[str, Any]], throughput: dict[str, Any]
     both("font px rendered/source (median)", lambda s: _f(s["font_ratio_median"]))
     both("font size Spearman per page, free text (median, n)",
          lambda s: f"{_f(s['font_spearman_median'])} ({s['font_spearman_pages']})")
+    both("font size Spearman vs set size (truth; median, n)",
+         lambda s: f"{_f(s['font_spearman_truth_median'])} ({s['font_spearman_truth_pages']})"
+         if s.get("font_spearman_truth_pages") else "-")
     rows.append(("brand/price/URL lines kept", _pct(*syn["keep"]) + " identical" if syn.get("images") else "-",
                  _pct(*real["keep"]) + " read" if real.get("images") else "-"))
     both("quality score min / p25 / median / p75",

@@ -126,6 +126,38 @@ def test_longer_translation_stays_inside_its_pill(outlined: bool) -> None:
     assert layout["overlaps"] == 0 and layout["outside"] == 0
 
 
+def _star(centre: tuple[int, int], outer: float, inner: float, points: int = 12) -> list[tuple[float, float]]:
+    cx, cy = centre
+    angles = np.linspace(0, 2 * np.pi, 2 * points, endpoint=False) - np.pi / 2
+    radii = [outer if k % 2 == 0 else inner for k in range(2 * points)]
+    return [(cx + r * np.cos(a), cy + r * np.sin(a)) for r, a in zip(radii, angles, strict=True)]
+
+
+def test_text_in_a_star_badge_stays_inside_the_star_and_centred() -> None:
+    """A burst badge fills only ~70 % of its bounding box (less than a pill) but it is a container all the same:
+    the longer translation is drawn inside the star, centred like the source, not over the band around it."""
+    width, height = 640, 240
+    centre, outer, inner = (520, 120), 70, 58
+    page = Page(width, height, (246, 244, 240))
+    page.bar((0, 40, width, 200), (200, 40, 40))
+    page.shapes.polygon(_star(centre, outer, inner), fill=(255, 214, 60))
+    page.text("包邮", 40, (200, 20, 20), center=centre, bold=True)
+    _, plate, layout, out = page.render(["Free shipping nationwide"])
+
+    (info,) = layout["blocks"]
+    assert info["in_container"] is True and info["fits"] is True
+    box = info["container"]["box"]
+    assert abs(box[0] - (centre[0] - outer)) <= 4 and abs(box[2] - (centre[0] + outer)) <= 4
+    changed = _changed(out.pixels, plate)
+    mask_img = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(mask_img).polygon(_star(centre, outer - 2, inner - 2), fill=255)
+    star = np.asarray(mask_img) > 0
+    assert changed.any() and not (changed & ~star).any()  # nothing drawn on the red band
+    xs = np.nonzero(changed.any(axis=0))[0]
+    assert abs((xs.min() + xs.max()) / 2 - centre[0]) <= 3
+    assert info["alignment"] == "center"
+
+
 def test_block_grows_inside_a_wide_label_bar_not_beyond() -> None:
     width, height = 600, 200
     bar = (100, 80, 500, 116)  # a white label bar on a dark page, much wider than its caption

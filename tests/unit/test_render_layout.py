@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from imgtrans_pipeline.core.errors import EngineError
 from imgtrans_pipeline.core.types import TextBlock, TextRegion
-from imgtrans_pipeline.engines.render import FontSet, TextRenderer, contrast_ratio
+from imgtrans_pipeline.engines.render import FontSet, TextRenderer, contrast_ratio, infer_alignments
 from imgtrans_pipeline.engines.render.measure import analyse_block, stroke_width
 
 NOTO = Path("/usr/share/fonts/opentype/noto")
@@ -167,6 +167,42 @@ def test_a_squeezed_headline_never_ends_up_smaller_than_the_body(renderer: TextR
     assert info[0]["font_px"] < 0.9 * 48  # it had to shrink
     assert info[3]["font_px"] <= info[0]["font_px"]
     assert info[1]["font_px"] == info[2]["font_px"] >= info[0]["font_px"]  # same source size as the headline
+
+
+def test_one_tight_spot_does_not_shrink_its_whole_size_class() -> None:
+    """Two 48 px headlines, one of them boxed in by text left in the image; 24 px body copy below. The roomy
+    headline keeps its size instead of dropping to its boxed-in twin's; the order holds (the body is not drawn
+    larger than the boxed-in headline); a class-mate right next to the boxed-in one keeps its size. With no
+    smaller class on the page, the two headlines share one size."""
+    blocks = [
+        [Line("新品上市", 60, 30, 48, bold=True)],
+        [Line("限时", 380, 300, 48, bold=True)],
+        [Line("全场包邮", 60, 520, 24)],
+        [Line("七天无理由退换", 60, 580, 24)],
+    ]
+    translations = ["New arrivals", "Limited-time offer for members", "Free shipping on everything",
+                    "Seven-day returns"]
+    box_in = [(300, 262, 372, 390), (486, 262, 560, 390), (300, 250, 560, 284), (300, 372, 560, 390)]
+    original, erased, page = _page(900, 700, blocks)
+    out = TextRenderer().render(erased, original, page, translations, "en", obstacles=box_in)
+    layout = out.extra["layout"]
+    info = {b["index"]: b for b in layout["blocks"]}
+    roomy, boxed, body = info[0], info[1], [info[2], info[3]]
+    assert boxed["font_px"] < 0.6 * 48  # it had to shrink
+    assert roomy["font_px"] >= 0.9 * 48  # ... alone
+    assert body[0]["font_px"] == body[1]["font_px"] <= boxed["font_px"]  # the order holds
+    assert layout["overlaps"] == 0 and layout["outside"] == 0 and layout["overflow_blocks"] == 0
+    # A class-mate right under the boxed-in headline (a pair that reads as one set) shrinks with it.
+    original, erased, page = _page(900, 700, [*blocks, [Line("特价", 380, 396, 48, bold=True)]])
+    out = TextRenderer().render(erased, original, page, [*translations, "Deals"], "en", obstacles=box_in)
+    info = {b["index"]: b for b in out.extra["layout"]["blocks"]}
+    assert info[4]["font_px"] == info[1]["font_px"] < 0.6 * 48 and info[0]["font_px"] >= 0.9 * 48
+    assert out.extra["layout"]["overlaps"] == 0
+    # Without the body copy the two headlines keep one size.
+    original, erased, page = _page(900, 700, blocks[:2])
+    out = TextRenderer().render(erased, original, page, translations[:2], "en", obstacles=box_in)
+    sizes = {b["font_px"] for b in out.extra["layout"]["blocks"]}
+    assert len(sizes) == 1 and sizes.pop() < 0.6 * 48
 
 
 def test_style_groups_keep_a_cramped_label_from_shrinking_body_copy() -> None:
@@ -354,6 +390,69 @@ def test_alignment_of_a_paragraph_is_kept(renderer: TextRenderer, alignment: str
             "right": [s[1] for s in spans]}[alignment]
     assert max(edge) - min(edge) <= 4, spans
     assert abs(np.mean(edge) - anchor) <= 8, (spans, anchor)
+
+
+def _ink_columns(out_px: np.ndarray, erased: np.ndarray, box: list[int]) -> tuple[int, int]:
+    x0, y0, x1, y1 = box
+    cols = np.nonzero(_changed(out_px, erased)[y0:y1, x0:x1].any(axis=0))[0]
+    return x0 + int(cols.min()), x0 + int(cols.max()) + 1
+
+
+@pytest.mark.parametrize("translation", ["Details", "Presentation of the details"])
+def test_a_centred_title_keeps_its_centre_when_it_grows_or_shrinks(renderer: TextRenderer,
+                                                                     translation: str) -> None:
+    """A one-line title centred on the page (a narrower and a wider translation): the drawn ink is centred on the
+    source ink within 2 px."""
+    width, size, text = 800, 56, "细节展示"
+    w = _font(size, True).getlength(text)
+    original, erased, blocks = _page(width, 300, [[Line(text, round(width / 2 - w / 2), 60, size, bold=True)]],
+                                     alignments=["center"])
+    src_x0, src_x1 = _ink_columns(original, erased, [0, 0, width, 300])
+    out = renderer.render(erased, original, blocks, [translation], "en")
+    (info,) = out.extra["layout"]["blocks"]
+    x0, x1 = _ink_columns(out.pixels, erased, info["box"])
+    assert info["alignment"] == "center" and info["font_px"] >= 0.9 * size
+    assert abs((x0 + x1) / 2 - (src_x0 + src_x1) / 2) <= 2, (x0, x1, src_x0, src_x1)
+
+
+def test_a_right_aligned_line_grows_leftwards(renderer: TextRenderer) -> None:
+    """One-line blocks stacked on one right edge (a price column): each longer translation keeps that edge."""
+    size, right = 26, 760
+    texts = ["全场包邮", "七天无理由退换"]
+    lines = [[Line(t, round(right - _font(size).getlength(t)), 80 + 50 * n, size)] for n, t in enumerate(texts)]
+    original, erased, blocks = _page(800, 260, lines)
+    out = renderer.render(erased, original, blocks, ["Free shipping on everything", "Seven-day returns"], "en")
+    for info in out.extra["layout"]["blocks"]:
+        src_x0, src_x1 = _ink_columns(original, erased, [0, round(blocks[info["index"]].bbox[1]), 800,
+                                                          round(blocks[info["index"]].bbox[3])])
+        x0, x1 = _ink_columns(out.pixels, erased, info["box"])
+        assert info["alignment"] == "right"
+        assert abs(x1 - src_x1) <= 2 and x0 < src_x0  # grown leftwards from the same right edge
+
+
+def test_a_subline_keeps_the_edge_of_its_headline(renderer: TextRenderer) -> None:
+    """A headline over a much smaller subline, both set on one left edge in the right half of a banner (the OCR's
+    one-line guess for the subline is "right"): the subline is drawn from that left edge."""
+    original, erased, blocks = _page(1000, 360, [
+        [Line("低至半价", 560, 60, 72, bold=True)],
+        [Line("高倍防晒轻薄冰爽", 560, 160, 26)],
+    ], alignments=["left", "right"])
+    out = renderer.render(erased, original, blocks, ["Half price", "Strong sun protection, light and cool"], "en")
+    info = {b["index"]: b for b in out.extra["layout"]["blocks"]}
+    assert info[1]["alignment"] == "left"
+    src_x0, _ = _ink_columns(original, erased, [0, 150, 1000, 200])
+    x0, _ = _ink_columns(out.pixels, erased, info[1]["box"])
+    assert abs(x0 - src_x0) <= 3
+
+
+def test_a_pixel_of_ocr_jitter_is_no_alignment() -> None:
+    """A column of two-character table labels (OCR boxes one pixel apart on one edge, the real pages' boxes): no
+    edge is shared more than another, so it stays a guess instead of becoming right-aligned by a pixel."""
+    boxes = [(71, 2834, 145, 2882), (72, 2898, 143, 2943), (72, 2959, 143, 3004), (73, 3022, 143, 3067)]
+    assert infer_alignments([[b] for b in boxes], ["left"] * 4) == [("left", False)] * 4
+    # Clearly different widths on one left edge are evidence.
+    boxes = [(72, 100, 143, 140), (72, 150, 260, 190), (73, 200, 190, 240)]
+    assert infer_alignments([[b] for b in boxes], ["center"] * 3) == [("left", True)] * 3
 
 
 def test_a_centred_list_of_one_line_blocks_is_drawn_centred(renderer: TextRenderer) -> None:

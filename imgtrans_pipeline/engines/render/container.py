@@ -28,6 +28,8 @@ SMOOTH_STEP = 40.0  # ... where neighbours differ by less than this (Sobel |gx| 
 MIN_EDGE_SHARE = 0.7  # share of the region's rim that must sit on a clear step (an edge, an outline)
 EDGE_STEP = 80.0  # ... a ~20-level step
 MIN_SOLIDITY = 0.75  # region area / its bounding box (a pill is ~0.8, a bar ~1.0, a ragged photo patch less)
+BADGE_SOLIDITY = 0.6  # ... a star or burst badge fills less of its box (~0.7) ...
+BADGE_HULL_SOLIDITY = 0.88  # ... but nearly all of its convex hull (~0.92; a ragged patch much less)
 MAX_PERIMETER_RATIO = 1.35  # outer contour length / bounding box perimeter
 MAX_HEIGHT_LINES = 4.0  # taller than this many line heights: a panel, not a bar around this text
 NOISE_HOLE_EM = 0.3  # holes smaller than this (em, both sides) are noise in the ground, not an obstacle
@@ -131,9 +133,14 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
         return None
     filled = _fill_holes(region)
     box_area = (rx1 - rx0) * (ry1 - ry0)
-    if filled.sum() < MIN_SOLIDITY * box_area:
+    filled_area = int(filled.sum())
+    if filled_area < BADGE_SOLIDITY * box_area:
         return None
     contours, _ = cv2.findContours(filled.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if filled_area < MIN_SOLIDITY * box_area:  # a star / burst badge: compact around its centre all the same
+        hull = cv2.convexHull(max(contours, key=cv2.contourArea))
+        if filled_area < BADGE_HULL_SOLIDITY * max(1.0, cv2.contourArea(hull)):
+            return None
     perimeter = max(cv2.arcLength(c, True) for c in contours)
     if perimeter > MAX_PERIMETER_RATIO * 2 * ((rx1 - rx0) + (ry1 - ry0)):
         return None

@@ -59,6 +59,7 @@ class SourceText:
     outline_ratio: float  # outline width / em (0 when none)
     background: RGB  # source background around the text
     line_px: tuple[float, ...] = ()  # per-line sizes (em px)
+    ink_x: tuple[int, int] | None = None  # left and right edge of the horizontal lines' ink on the page
 
     @property
     def bold(self) -> bool:
@@ -264,7 +265,7 @@ def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, bl
 
     # Line sizes: the extent of the glyph pieces (connected components) that belong to each line.
     ink = fill_mask | off_line if outline is not None else fill_mask
-    line_px = _line_sizes(block.regions, ink, offset, font_at)
+    line_px, ink_x = _line_sizes(block.regions, ink, offset, font_at)
     if not line_px:
         return None
     px = float(statistics.median(line_px))
@@ -276,11 +277,13 @@ def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, bl
     return SourceText(px=px, measured=True, stroke_ratio=round(ratio, 4),
                       weight=weight_from_stroke(ratio, px, block.text), fill=_rgb(fill), outline=outline,
                       outline_ratio=round(outline_w / px, 4) if outline else 0.0, background=_rgb(bg_med),
-                      line_px=tuple(round(v, 2) for v in line_px)), halfway
+                      line_px=tuple(round(v, 2) for v in line_px), ink_x=ink_x), halfway
 
 
-def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, int], font_at: FontAt) -> list[float]:
-    """Font size of each line from the extent of its ink across the line (rows; columns for a vertical line).
+def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, int],
+                font_at: FontAt) -> tuple[list[float], tuple[int, int] | None]:
+    """Font size of each line from the extent of its ink across the line (rows; columns for a vertical line), and
+    the left and right edge (page x) of the ink of the horizontal lines (None without any).
 
     Each ink component goes to the line whose centre line is nearest to the component's centre (and inside the
     line's polygon band), so tightly set lines and a neighbouring block's ink do not bleed into a line's extent;
@@ -312,6 +315,13 @@ def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, i
             if inside and dist < best_d and across <= 1.3 * size:  # taller than the line: a background shape
                 best, best_d = i, dist
         owner[k] = best
+    # Where the ink starts and ends: the OCR box's padding around it differs by size and detector (~0.1 em).
+    horizontal = np.asarray([not line[4] for line in lines] + [False])  # index -1 (no line) is not
+    held = np.nonzero((owner >= 0) & horizontal[owner])[0]
+    ink_x = None
+    if len(held):
+        lefts = stats[held, cv2.CC_STAT_LEFT]
+        ink_x = (int(lefts.min()) + ox, int((lefts + stats[held, cv2.CC_STAT_WIDTH]).max()) + ox)
     out: list[float] = []
     for i, (region, (_, _, _, _, vertical, size)) in enumerate(zip(regions, lines, strict=True)):
         mine = owner[labels] == i
@@ -324,7 +334,7 @@ def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, i
         if extent / ratio > 1.1 * size:
             continue  # bigger than the line's own polygon: display lettering (3D, extruded), not a plain face
         out.append(extent / ratio)
-    return out
+    return out, ink_x
 
 
 # Typical shop text per script: the average advance of a language's letters (spaces included) in its font.

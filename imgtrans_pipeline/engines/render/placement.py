@@ -53,9 +53,17 @@ GROUND_COLOR_DELTA = 40.0  # max RGB distance between the mean colour of grown s
 STYLE_COLOR_DELTA = 90.0  # RGB distance within which two fills are one text style
 SAME_SIZE_RATIO = 1.08  # source sizes within 8% of a group's largest are one size (measurement noise is ~5%)
 GAP_RATIO = 0.3  # gap to other text, in em of the block being placed
+ROW_GAP_RATIO = 0.6  # ... left and right of it (text on the same row): two word spaces, not one
 AIR_RATIO = 0.12  # ... and to busy graphics
 EDGE_MARGIN_RATIO = 0.35  # margin to the image edge when growing beyond the source box, in em
 MAX_WRAP_LINES = 8
+STACK_SIZE_RATIO = 3.0  # a subline or kicker shares the alignment of a headline up to this many times taller
+BOX_PAD_RATIO = 0.1  # OCR line boxes reach this share of their height past the ink on each side
+HEADLINE_VOTE = 0.5  # weight of a headline's alignment for a subline or kicker, against a line of the same size
+INK_INSET_MAX = 0.25  # em: the source ink sits at most this far inside its OCR box (else the measure missed ink)
+INK_FALLBACK_PX = 3  # ... but the box's edge is tried too when it is at most this much further out
+CRAMPED_RATIO = 0.8  # a block that fits at under this share of what the rest of its size class fits is sized alone
+ADJACENT_EM = 1.0  # ... together with the class-mates whose boxes are within this many em of its own
 
 LayoutFn = Callable[[int, int, float], TextLayout]  # (block index, font px, max line width) -> layout
 PadFn = Callable[[int, int], int]  # (block index, font px) -> pixels of outline / faux bold around the ink
@@ -226,6 +234,7 @@ class BlockSpec:
     fill: tuple[int, int, int] = (0, 0, 0)
     flexible: bool = False  # the alignment is a guess: the text may anchor on another edge or the centre
     container: Container | None = None  # the bar / pill / badge the text sits in: the block stays inside it
+    ink_x: tuple[int, int] | None = None  # left and right edge of the source ink (None: the source box's)
 
     @property
     def core(self) -> Box:
@@ -272,6 +281,9 @@ class PagePlanner:
         # Text in a container (a button, a badge) shrinks to fit it on its own instead of setting the size of its
         # class and of every smaller one: the page's hierarchy is kept among the other blocks.
         self._own = {s.index for s in specs if container_own_size and s.container is not None and s.fixed_px is None}
+        # Blocks whose spot is far tighter than their class's, with the size cap of the set they belong to
+        # (``_group_sizes``).
+        self._cramped: dict[int, int] = {}
         self.width, self.height = space.width, space.height
         self._layouts: dict[tuple[int, int, int], TextLayout] = {}
         self._grounds: dict[int, Ground] = {}
@@ -300,6 +312,8 @@ class PagePlanner:
                 or cand[2] > max(src[2], self.width - margin) or cand[3] > max(src[3], self.height - margin)):
             return False
         gap = max(2, round(GAP_RATIO * size))
+        # Beside other text on its row a word space's gap would run the two into one line: a column gap there.
+        gaps = np.asarray([max(gap, round(ROW_GAP_RATIO * size)), gap], dtype=np.int64)
         c = np.asarray(cand, dtype=np.int64)
         # Other blocks: never over their text (the core of the OCR box, even where boxes overlap or one encloses
         # the other), and outside the own source box not within ``gap`` of their box. Kept and drawn text: never
@@ -310,8 +324,8 @@ class PagePlanner:
         if len(fixed) and _hits(c, grown_fixed).any():
             return False
         if len(near):
-            lo = np.maximum(c[:2], near[:, :2] - gap)
-            hi = np.minimum(c[2:], near[:, 2:] + gap)
+            lo = np.maximum(c[:2], near[:, :2] - gaps)
+            hi = np.minimum(c[2:], near[:, 2:] + gaps)
             hit = (lo < hi).all(axis=1)
             if hit.any():
                 src = np.asarray(spec.src, dtype=np.int64)
@@ -382,11 +396,20 @@ class PagePlanner:
                 out.append(lay)
         return out
 
-    def positions(self, spec: BlockSpec, bw: int, bh: int) -> list[tuple[Box, float, str]]:
+    def positions(self, spec: BlockSpec, bw: int, bh: int, pad: int = 0) -> list[tuple[Box, float, str]]:
         """Boxes of size bw x bh anchored like the source (alignment edge; vertical centre, top or bottom), each
         with a small preference cost and the alignment it implies. A block whose alignment is only a guess (one
-        line, nothing stacked with it) may also anchor on its other edges or its centre."""
+        line, nothing stacked with it) may also anchor on its other edges or its centre.
+
+        Left and right edges are the source ink's when measured (the text inside the box starts ``pad`` in), so a
+        left-aligned translation starts where the source glyphs did, not where the OCR box's padding did (the
+        centre is the box's: its padding is about even)."""
         x0, y0, x1, y1 = spec.src
+        ax0, ax1 = x0, x1
+        if spec.ink_x is not None:  # never outside the box, nor further in than its padding can be
+            most = round(INK_INSET_MAX * spec.source_px)
+            ax0 = x0 + min(most, max(0, spec.ink_x[0] - pad - x0))
+            ax1 = x1 - min(most, max(0, x1 - spec.ink_x[1] - pad))
         anchors = [spec.alignment]
         out: list[tuple[Box, float, str]] = []
         seen: set[Box] = set()
@@ -397,8 +420,8 @@ class PagePlanner:
             # Centred in its container like the source: on the container's centre line(s), the source's otherwise.
             cx0, cy0, cx1, cy1 = container.box
             x = round((cx0 + cx1 - bw) / 2) if container.centered_x else (
-                x1 - bw if spec.alignment == "right" else round((x0 + x1 - bw) / 2)
-                if spec.alignment == "center" else x0)
+                ax1 - bw if spec.alignment == "right" else round((x0 + x1 - bw) / 2)
+                if spec.alignment == "center" else ax0)
             y = round((cy0 + cy1 - bh) / 2) if container.centered_y else round((y0 + y1 - bh) / 2)
             box = (x, y, x + bw, y + bh)
             seen.add(box)
@@ -411,12 +434,15 @@ class PagePlanner:
         ys = [(round((y0 + y1 - bh) / 2), 0.0), (y0, 0.02), (y1 - bh, 0.04)]
         for n, anchor in enumerate(anchors):
             if anchor == "right":
-                x = x1 - bw
+                x, box_x = ax1 - bw, x1 - bw
             elif anchor == "center":
-                x = round((x0 + x1 - bw) / 2)
+                x = box_x = round((x0 + x1 - bw) / 2)
             else:
-                x = x0
-            for xx, shifted in ((x, 0.0), (min(max(x, 0), self.width - bw), 0.05)):
+                x, box_x = ax0, x0
+            # Small text in a tight spot may need the few pixels between its ink and the OCR box's edge.
+            if abs(box_x - x) > INK_FALLBACK_PX:
+                box_x = x
+            for xx, shifted in ((x, 0.0), (box_x, 0.25), (min(max(x, 0), self.width - bw), 0.05)):
                 for y, pref in ys:
                     for yy, clamped in ((y, 0.0), (min(max(y, 0), self.height - bh), 0.01)):
                         box = (int(xx), int(yy), int(xx) + bw, int(yy) + bh)
@@ -437,7 +463,7 @@ class PagePlanner:
             bh = math.ceil(lay.height) + 2 * pad
             extra_lines = max(0, len(lay.lines) - max(1, spec.src_lines))
             broken = 1.0 if lay.broke_words else 0.0
-            for box, pref, anchor in self.positions(spec, bw, bh):
+            for box, pref, anchor in self.positions(spec, bw, bh, pad):
                 if not self.allowed(spec, box, size, drawn):
                     continue
                 grown = (area(box) - area(intersection(box, spec.src) or (0, 0, 0, 0))) / src_area
@@ -524,6 +550,7 @@ class PagePlanner:
             group_px = self._group_sizes(groups, fits)
             sizes = {i: group_px[group_of[i]] if i not in self._own else min(group_px[group_of[i]], fits[i])
                      for i in group_of}
+            sizes.update({i: min(group_px[group_of[i]], cap) for i, cap in self._cramped.items()})
             sizes.update({s.index: int(s.fixed_px) for s in self.specs.values() if s.fixed_px is not None})
             placements, demoted = self._place_all(order, sizes, allow_demote=attempt == 2)
             if not demoted:
@@ -538,25 +565,67 @@ class PagePlanner:
 
     def _group_sizes(self, groups: list[tuple[int, list[int]]], fits: dict[int, int]) -> list[int]:
         """Each group at its members' smallest fit (capped at its source size), and never above any group of a
-        larger size class (a larger source size is never drawn smaller than a smaller one)."""
+        larger size class (a larger source size is never drawn smaller than a smaller one).
+
+        A member whose spot is far tighter than the rest of its group's (it fits at under ``CRAMPED_RATIO`` of what
+        the others fit: a caption squeezed between a product's edges) is sized on its own (``_cramped``) when its
+        group would otherwise drop below the source size of a smaller class, together with the group-mates right
+        next to it (a label pair or a list keeps one size): the rest of its group keeps its size.
+        The order holds all the same: smaller classes are capped by the cramped member's size too."""
+        self._cramped = {}
         sizes: list[int] = []
         cap: int | None = None
         current, class_min = -1, None
-        for size_class, members in groups:
+        targets = [round(float(np.median([self.specs[i].target_px for i in members]))) for _, members in groups]
+        free_class = [(k, t) for (k, members), t in zip(groups, targets, strict=True)
+                      if any(i not in self._own for i in members)]
+        for (size_class, members), target in zip(groups, targets, strict=True):
             if size_class != current:
                 if class_min is not None:
                     cap = class_min if cap is None else min(cap, class_min)
                 current, class_min = size_class, None
-            target = round(float(np.median([self.specs[i].target_px for i in members])))
             bound = [i for i in members if i not in self._own]
+            below = max((t for k, t in free_class if k > size_class), default=0)
+            if len(bound) > 1 and below:
+                roomy = CRAMPED_RATIO * min(target, max(fits[i] for i in bound))
+                cramped = self._cramped_sets(bound, {i for i in bound if fits[i] < min(roomy, below)}, fits)
+                self._cramped.update(cramped)
+                bound = [i for i in bound if i not in cramped]
+            else:
+                cramped = {}
             size = min([target, *(fits[i] for i in bound or members)])
             if cap is not None:
                 size = min(size, cap)
             size = max(self.min_px, size)
             sizes.append(size)
             if bound:  # a group of container text alone does not cap smaller classes
-                class_min = size if class_min is None else min(class_min, size)
+                low = max(self.min_px, min([size, *cramped.values()]))
+                class_min = low if class_min is None else min(class_min, low)
         return sizes
+
+    def _cramped_sets(self, bound: list[int], tight: set[int], fits: dict[int, int]) -> dict[int, int]:
+        """The tight members of a group with the class-mates right next to them (a label pair, a list: they read as
+        one set and keep one size), each mapped to its set's smallest fit; empty when that takes in the group."""
+        out: dict[int, int] = {}
+        for i in tight:
+            if i in out:
+                continue
+            members, todo = {i}, [i]
+            while todo:
+                k = todo.pop()
+                for j in bound:
+                    if j not in members and self._adjacent(k, j):
+                        members.add(j)
+                        todo.append(j)
+            cap = min(fits[j] for j in members)
+            out.update({j: cap for j in members})
+        return {} if len(out) >= len(bound) else out
+
+    def _adjacent(self, i: int, j: int) -> bool:
+        """Do blocks ``i`` and ``j`` sit next to each other (boxes within about a line height)?"""
+        a, b = self.specs[i], self.specs[j]
+        reach = round(ADJACENT_EM * max(a.source_px, b.source_px))
+        return intersection(expand(a.src, reach), b.src) is not None
 
     def _place_all(self, order: list[int], sizes: dict[int, int],
                    allow_demote: bool) -> tuple[dict[int, Placement], dict[int, int]]:
@@ -603,7 +672,7 @@ class PagePlanner:
                 continue
             bw = math.ceil(lay.width) + 2 * pad
             bh = math.ceil(lay.height) + 2 * pad
-            boxes = list(self.positions(spec, bw, bh))
+            boxes = list(self.positions(spec, bw, bh, pad))
             # Also positions on a grid around the source box: the text may have to move to clear others.
             x0, y0, x1, y1 = spec.src
             step = max(2, size // 2, (x1 - x0 + 3 * bw) // 40, (y1 - y0 + 3 * bh) // 40)
@@ -658,22 +727,37 @@ def same_style(a: BlockSpec, b: BlockSpec) -> bool:
     return a.bold == b.bold and distance <= STYLE_COLOR_DELTA
 
 
-def _stack_relation(a: Line, b: Line) -> str | None:
+def _same_size(h: float, oh: float) -> bool:
+    return 0.6 <= oh / h <= 1.6
+
+
+def _stack_relation(a: Line, b: Line, headline: bool = False) -> str | None:
     """How line ``a`` lines up with line ``b`` stacked directly above or below it: "left" / "center" / "right",
-    "equal" (same width: all three at once, which proves nothing) or None (not stacked, not aligned)."""
+    "equal" (same width: all three at once, which proves nothing) or None (not stacked, not aligned).
+
+    Lines of about one size only, unless ``headline``: then ``b`` may also be a larger line set just above or below
+    ``a`` (a subline under its headline or a kicker over it, up to STACK_SIZE_RATIO times smaller)."""
     x0, y0, x1, y1 = a
     ox0, oy0, ox1, oy1 = b
     h, oh = max(1.0, y1 - y0), max(1.0, oy1 - oy0)
-    if not 0.6 <= oh / h <= 1.6 or min(x1, ox1) <= max(x0, ox0):
+    if min(x1, ox1) <= max(x0, ox0):
         return None
     gap = max(oy0 - y1, y0 - oy1)
     if gap > 1.2 * max(h, oh) or gap < -0.5 * min(h, oh):
         return None  # not directly above or below (or on the same row)
     tol = max(3.0, 0.25 * h)
+    if not _same_size(h, oh):
+        if not headline or not h < oh <= STACK_SIZE_RATIO * h or gap > 1.2 * h:
+            return None
+        # Compare the ink, not the OCR boxes (padded by ~0.1 of their height on each side).
+        x0, x1 = x0 + BOX_PAD_RATIO * h, x1 - BOX_PAD_RATIO * h
+        ox0, ox1 = ox0 + BOX_PAD_RATIO * oh, ox1 - BOX_PAD_RATIO * oh
     dev = sorted([(abs(x0 - ox0), "left"), (abs((x0 + x1 - ox0 - ox1) / 2), "center"), (abs(x1 - ox1), "right")])
     if dev[0][0] > tol:
         return None
-    return dev[0][1] if dev[0][0] < 0.5 * dev[1][0] else "equal"
+    # A pixel or two between edges is OCR jitter: lines whose edges all fall that close are as good as equal.
+    decisive = dev[0][0] < 0.5 * dev[1][0] and dev[1][0] - dev[0][0] >= max(3.0, 0.1 * h)
+    return dev[0][1] if decisive else "equal"
 
 
 def infer_alignments(block_lines: Sequence[Sequence[Line]], guesses: Sequence[str],
@@ -682,8 +766,10 @@ def infer_alignments(block_lines: Sequence[Sequence[Line]], guesses: Sequence[st
 
     Several lines: the OCR's estimate from how they line up is evidence enough. One line: the edge or centre it
     shares with lines stacked directly above or below it is its alignment (OCR makes each line of a centred list its
-    own block). A line as wide as its stacked neighbour takes that neighbour block's alignment. A one-line block
-    centred in the image (the OCR's "center") is centred. Otherwise the alignment is only a guess (known = False).
+    own block); a subline or kicker set just under or over a larger translated headline counts that headline's
+    edge too, at half weight. A line as wide as its stacked neighbour takes that neighbour block's alignment. A
+    one-line block centred in the image (the OCR's "center") is centred. Otherwise the alignment is only a guess
+    (known = False).
     """
     n = len(block_lines)
     result: list[tuple[str, bool]] = []
@@ -692,15 +778,17 @@ def infer_alignments(block_lines: Sequence[Sequence[Line]], guesses: Sequence[st
         if len(lines) != 1:
             result.append((guess, len(lines) >= 2))
             continue
-        votes = {"left": 0, "center": 0, "right": 0}
+        votes = {"left": 0.0, "center": 0.0, "right": 0.0}
         candidates = [(j, line) for j, own in enumerate(block_lines) if j != i for line in own]
         candidates += [(-1, line) for line in other_lines]
         for j, line in candidates:
-            rel = _stack_relation(lines[0], line)
+            rel = _stack_relation(lines[0], line, headline=j >= 0)
             if rel == "equal" and j >= 0:
                 equal_to[i].append(j)
             elif rel in votes:
-                votes[rel] += 1
+                # A line of its own size (a list, a table column) is stronger evidence than a headline over it.
+                same = _same_size(max(1.0, lines[0][3] - lines[0][1]), max(1.0, line[3] - line[1]))
+                votes[rel] += 1.0 if same else HEADLINE_VOTE
         best = max(votes, key=lambda k: (votes[k], k == guess))
         result.append((best, True) if votes[best] > 0 else (guess, guess == "center"))
     changed = True

@@ -185,7 +185,7 @@ class TextRenderer:
 
     def version(self) -> str:
         # The suffix names the layout generation: results drawn by an older layout are not reused.
-        return f"pillow-{PIL.__version__}+layout4"
+        return f"pillow-{PIL.__version__}+layout5"
 
     # -- public API ---------------------------------------------------------------------------------------------
 
@@ -266,6 +266,8 @@ class TextRenderer:
             blurred = cv2.medianBlur(original_px, BLUR_PX)
             for item in work:
                 item.container = find_container(original_px, item.src, item.source.px, blurred)
+                if item.container is not None and item.container.centered_x and not item.alignment_known:
+                    item.alignment = "center"  # a label centred in its pill or badge (other anchors stay allowed)
         image = canvas_px.copy()
         if restore:
             _restore_original(image, original_px, blocks, restore)
@@ -417,7 +419,7 @@ class TextRenderer:
                                    alignment=item.alignment, src_lines=max(1, len(item.block.regions)),
                                    fixed_px=item.fixed_px, flexible=not item.alignment_known,
                                    bold=item.weight != "regular", fill=item.source_fill,
-                                   container=item.container))
+                                   container=item.container, ink_x=item.source.ink_x))
         plan = PagePlanner(specs, layout_fn, pad_fn, space, kept=kept, min_px=self.min_font_px,
                            by_style=self.sizes_by_style, container_own_size=self.container_own_size).plan()
         changed = False
