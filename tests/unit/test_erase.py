@@ -279,3 +279,26 @@ def test_a_frame_in_the_text_colour_around_the_line_is_kept(inpainter: OpenCvInp
     assert changed[frame].mean() < 0.03, f"{changed[frame].mean():.1%} of the frame erased"
     glyphs_left = (np.abs(result.pixels[scene.writer.glyphs].astype(int) - yellow).max(axis=1) < 40).mean()
     assert glyphs_left < 0.05
+
+
+def test_the_grid_of_a_table_whose_cells_the_polygons_fill_is_kept(inpainter: OpenCvInpainter) -> None:
+    # A size table: 1-px dark rules around small dark labels, the OCR polygon reaching the rules. The rules stay.
+    scene = Scene(_flat(np.random.default_rng(13), 160, 420))
+    ink = (40, 40, 44)
+    rows, cols = (40, 72, 104), (60, 140, 300)
+    grid = np.zeros(scene.canvas.shape[:2], bool)
+    for y in rows:
+        grid[y, cols[0]:cols[-1] + 1] = True
+    for x in cols:
+        grid[rows[0]:rows[-1] + 1, x] = True
+    scene.canvas[grid] = ink
+    for top in rows[:-1]:
+        scene.text("衣长", (84, top + 6), 20, bold=False, fill=ink)
+        # The polygon as OCR gives it for a tight cell: from rule to rule.
+        x0, _, x1, _ = (int(v) for v in (*scene.polygons[-1][0], *scene.polygons[-1][2]))
+        scene.polygons[-1] = [(x0, top), (x1, top), (x1, top + 32), (x0, top + 32)]
+    result = erase(scene, inpainter)
+    changed = np.abs(result.pixels.astype(int) - scene.pixels.astype(int)).max(axis=2) > 24
+    assert changed[grid].mean() < 0.03, f"{changed[grid].mean():.1%} of the grid erased"
+    glyphs_left = (np.abs(result.pixels[scene.writer.glyphs].astype(int) - ink).max(axis=1) < 40).mean()
+    assert glyphs_left < 0.05

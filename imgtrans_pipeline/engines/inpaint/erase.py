@@ -450,17 +450,21 @@ def _assign_segments(seg: np.ndarray, near: np.ndarray, scale: tuple[float, floa
 
 def _split_frames(glyphs: np.ndarray, inside: np.ndarray, height: float) -> tuple[np.ndarray, np.ndarray]:
     """Split ``glyphs`` into glyphs and *frames*: parts in the text's colour that are long (at least 1.5 line
-    heights along or across the line) and lie mostly outside the line's polygon. The outline of a ghost button
-    around "立即抢购 >", a rule under a heading, a bar's border: design, to keep. A glyph lies mostly within its
-    line's polygon, whatever pokes out of a tight one."""
+    heights along or across the line) and lie mostly outside the line's polygon, or long straight hairlines
+    wherever they lie. The outline of a ghost button around "立即抢购 >", a rule under a heading, the grid of a
+    size table whose cells the OCR polygons fill: design, to keep. A glyph lies mostly within its line's polygon,
+    whatever pokes out of a tight one, and no stroke is a hairline 1.5 line heights long."""
     count, comp, stats, _ = cv2.connectedComponentsWithStats(glyphs.astype(np.uint8), connectivity=8)
     frames = np.zeros(glyphs.shape, bool)
     if count <= 1:
         return glyphs, frames
     area = stats[:, cv2.CC_STAT_AREA]
     within = np.bincount(comp[inside], minlength=count)
-    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= 1.5 * height
-    is_frame = long & (within < 0.25 * area)
+    widths, heights = stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]
+    long = np.maximum(widths, heights) >= 1.5 * height
+    hair = max(2.0, 0.12 * height)
+    straight = ((widths >= 1.5 * height) & (heights <= hair)) | ((heights >= 1.5 * height) & (widths <= hair))
+    is_frame = (long & (within < 0.25 * area)) | straight
     is_frame[0] = False
     if not np.any(is_frame):
         return glyphs, frames
