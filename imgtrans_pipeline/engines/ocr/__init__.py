@@ -18,6 +18,7 @@ from ...core.types import OcrResult, TextRegion
 from ..registry import EngineRegistry
 from .base import OcrEngine, OcrError, UnsupportedOcrLanguage
 from .blocks import DEFAULT_MIN_CONFIDENCE, filter_regions, group_blocks, reading_order, split_at_separators
+from .line_ends import widen_clipped_lines
 from .slicing import is_tall, plan_slices, recognize_sliced
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,8 @@ def run_ocr(
 
     Tall images (height / width > ``tall_ratio``) are read band by band: only rows that can hold text, in
     overlapping slices where a band is taller than a slice (``slicing``). Lines scoring below
-    ``min_confidence`` are dropped (counted in ``dropped_low_confidence``); the rest are grouped into blocks.
+    ``min_confidence`` are dropped (counted in ``dropped_low_confidence``); boxes the detector cut short of their
+    text are widened over the cut character (``line_ends``); the lines are grouped into blocks.
     With ``lang == "auto"`` the language is guessed from the recognised text's script (``detected_lang``);
     engines whose models are per-language (tesseract) then re-read the image with the detected language.
     """
@@ -94,7 +96,7 @@ def run_ocr(
             regions, slices = _recognize(engine, image, detected, tall_ratio)
 
     kept, dropped = filter_regions(regions, min_confidence)
-    kept = reading_order(split_at_separators(kept, image))
+    kept = reading_order(split_at_separators(widen_clipped_lines(image, kept), image))
     blocks = group_blocks(kept, image_width=float(image.shape[1]), image=image)
     return OcrResult(
         regions=kept,
