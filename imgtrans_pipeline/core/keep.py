@@ -13,6 +13,9 @@ blocks into the ones to translate and the ones to keep, each kept block carrying
 - ``watermark``: seller watermarks ("...代购", "盗图必究", "©", a line that is only a shop name "XX旗舰店");
 - ``rotated``: lines tilted by more than ``MAX_TILT_DEGREES`` (diagonal watermarks; the renderer draws
   horizontal text only, so redrawing a tilted line would misplace it);
+- ``product_print``: smaller lines tilted by more than ``PRINT_TILT_DEGREES``: print on a photographed product
+  (a pack or bottle standing at an angle: "加送15%" on a tissue pack). Designers set the text they add level, and a
+  shop does not re-letter its product; the page's large lines are translated even when slanted;
 - ``model_number``: model codes ("X9", "K2-300", "GT-AX6000", "S10+");
 - ``target_script``: the text is already in the target's script, with no letter of the source's script
   (Latin lines in a zh image for an English target, Hangul lines for a Korean target);
@@ -38,6 +41,10 @@ from .languages import AUTO
 from .types import TextBlock, TextRegion
 
 MAX_TILT_DEGREES = 20.0
+# Tilt from which a line that is not among the page's large ones is print on a photographed object. A level line's
+# polygon measures up to ~3 degrees (a few pixels of detector jitter on a short line).
+PRINT_TILT_DEGREES = 5.0
+PRINT_MAX_HEIGHT = 0.6  # "large": lines at least this share of the page's tallest line height
 
 # Script of each language's own letters (what marks text as written in that language).
 _SOURCE_SCRIPTS: dict[str, frozenset[str]] = {
@@ -185,12 +192,38 @@ def _tilted(regions: Iterable[TextRegion]) -> bool:
     return bool(tilts) and tilts[len(tilts) // 2] > MAX_TILT_DEGREES
 
 
-def block_keep_reason(block: TextBlock, source_lang: str, target_lang: str) -> str | None:
-    """``keep_reason`` of the block's text, or ``rotated`` for a block whose lines are tilted."""
+def line_height(polygon: Sequence[tuple[float, float]]) -> float:
+    """Height of a line across its slant: the mean of the left and right edges of a four-point polygon (what
+    detectors return), else the smaller side of its bounding box."""
+    if len(polygon) == 4:
+        (ax, ay), (bx, by), (cx, cy), (dx, dy) = polygon
+        return (math.hypot(dx - ax, dy - ay) + math.hypot(cx - bx, cy - by)) / 2.0
+    if not polygon:
+        return 0.0
+    xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
+    return float(min(max(xs) - min(xs), max(ys) - min(ys)))
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
+def block_keep_reason(block: TextBlock, source_lang: str, target_lang: str, page_line_height: float = 0.0
+                      ) -> str | None:
+    """``keep_reason`` of the block's text, or ``rotated`` for a block whose lines are tilted, or ``product_print``
+    for a smaller block tilted by more than a level line can measure (``page_line_height``: the tallest line on the
+    page; 0 = unknown, no such rule)."""
     reason = keep_reason(block.text, source_lang, target_lang)
-    if reason is None and _tilted(block.regions):
+    if reason is not None or not block.regions:
+        return reason
+    if _tilted(block.regions):
         return "rotated"
-    return reason
+    tilt = _median([polygon_tilt(r.polygon) for r in block.regions])
+    height = _median([line_height(r.polygon) for r in block.regions])
+    if tilt > PRINT_TILT_DEGREES and 0 < height < PRINT_MAX_HEIGHT * page_line_height:
+        return "product_print"
+    return None
 
 
 def split_translatable(blocks: Sequence[TextBlock], source_lang: str, target_lang: str
@@ -202,7 +235,8 @@ def split_translatable(blocks: Sequence[TextBlock], source_lang: str, target_lan
     """
     to_translate: list[TextBlock] = []
     kept: list[TextBlock] = []
+    page_line_height = max((line_height(r.polygon) for b in blocks for r in b.regions), default=0.0)
     for block in blocks:
-        block.keep_reason = block_keep_reason(block, source_lang, target_lang)
+        block.keep_reason = block_keep_reason(block, source_lang, target_lang, page_line_height)
         (to_translate if block.keep_reason is None else kept).append(block)
     return to_translate, kept

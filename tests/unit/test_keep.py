@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgtrans_pipeline.core.keep import keep_reason, polygon_tilt, split_translatable
+from imgtrans_pipeline.core.keep import keep_reason, line_height, polygon_tilt, split_translatable
 from imgtrans_pipeline.core.types import TextBlock, TextRegion
 
 
@@ -99,3 +99,17 @@ def test_tilted_lines_are_kept_as_watermarks() -> None:
     assert [b.keep_reason for b in kept] == ["rotated"]
     assert slight.keep_reason is None
     assert polygon_tilt([(0, 0)]) == 0.0 and polygon_tilt([(1, 1), (1, 1)]) == 0.0  # degenerate polygons
+
+
+def test_small_lines_tilted_past_a_level_lines_jitter_are_product_print() -> None:
+    """Print on a pack standing at an angle (zh07's "加送15%" at 7 degrees) stays as photographed; a slanted
+    headline, a level line and a line tilted within the detector's jitter are translated."""
+    headline = _block("全场五折", y=10, w=400, h=80, tilt=-0.12)  # ~7 degrees, the page's tallest line
+    pack = _block("加送15%", y=200, w=120, h=22, tilt=-0.12)
+    jitter = _block("新品上市", y=300, w=120, h=22, tilt=-0.05)  # ~3 degrees
+    level = _block("预定享豪礼", y=400, w=160, h=22)
+    to_translate, kept = split_translatable([headline, pack, jitter, level], "zh", "en")
+    assert [(b.text, b.keep_reason) for b in kept] == [("加送15%", "product_print")]
+    assert [b.text for b in to_translate] == ["全场五折", "新品上市", "预定享豪礼"]
+    assert line_height(pack.regions[0].polygon) == pytest.approx(22.0, abs=0.5)
+    assert line_height([]) == 0.0 and line_height([(0, 0), (10, 4), (2, 9)]) == 9
