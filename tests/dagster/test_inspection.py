@@ -44,6 +44,16 @@ def _run(tmp: Path, instance: DagsterInstance, requests: list[dict[str, Any]], *
                                   tags=tags or {})
 
 
+def _run_clean_with_rule(tmp: Path, instance: DagsterInstance, images: dict[str, Path], request_id: str,
+                         rule: str) -> tuple[Any, Path]:
+    """The clean image (zh -> en) under a rules file holding ``rule`` (one YAML flow mapping); (result, its path)."""
+    rules = tmp / "rules.yaml"
+    rules.write_text(f"rules:\n  - {rule}\n", encoding="utf-8")
+    result = _run(tmp, instance, [{"request_id": request_id, "image_url": str(images["clean"]), "source_lang": "zh",
+                                   "target_lang": "en"}], runtime__inspection_rules=str(rules))
+    return result, rules
+
+
 def _meta(tmp: Path, request_id: str) -> dict[str, Any]:
     return json.loads((tmp / "artifacts" / request_id / "meta.json").read_text(encoding="utf-8"))
 
@@ -77,11 +87,8 @@ def test_reject_rule_on_the_image_text_fails_the_request_naming_the_rule(tmp_pat
 
 def test_a_hit_only_in_the_translation_rejects_too(tmp_path, instance, images):
     # The offline model translates 天然棉麻面料 as "Natural ..."; no rule reads the Chinese text.
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - {id: no-natural-claims, lang: en, category: textile_claim, action: reject,"
-                     " patterns: ['natural']}\n", encoding="utf-8")
-    _run(tmp_path, instance, [{"request_id": "tr-hit", "image_url": str(images["clean"]), "source_lang": "zh",
-                               "target_lang": "en"}], runtime__inspection_rules=str(rules))
+    _run_clean_with_rule(tmp_path, instance, images, "tr-hit", "{id: no-natural-claims, lang: en,"
+                         " category: textile_claim, action: reject, patterns: ['natural']}")
     meta = _meta(tmp_path, "tr-hit")
     assert meta["status"] == "failed" and meta["error"]["stage"] == "inspect"
     assert meta["error"]["rule"] == "no-natural-claims" and "translation" in meta["error"]["reason"]
@@ -90,11 +97,8 @@ def test_a_hit_only_in_the_translation_rejects_too(tmp_path, instance, images):
 
 
 def test_review_rule_holds_the_result_even_with_a_good_score(tmp_path, instance, images):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - {id: fabric-claims, lang: zh, category: textile_claim, action: review,"
-                     " phrases: [棉麻]}\n", encoding="utf-8")
-    result = _run(tmp_path, instance, [{"request_id": "rv-1", "image_url": str(images["clean"]), "source_lang": "zh",
-                                        "target_lang": "en"}], runtime__inspection_rules=str(rules))
+    result, _ = _run_clean_with_rule(tmp_path, instance, images, "rv-1", "{id: fabric-claims, lang: zh,"
+                                     " category: textile_claim, action: review, phrases: [棉麻]}")
     assert result.success
     meta = _meta(tmp_path, "rv-1")
     assert meta["status"] == "needs_review" and meta["review"]["rule"] == "fabric-claims"
@@ -169,11 +173,8 @@ def test_a_reviewers_correction_is_inspected_again_before_it_is_drawn(tmp_path, 
     from imgtrans_pipeline.review import BlockEdit, ReviewError
     from imgtrans_pipeline.review.rerender import rerender
 
-    rules = tmp_path / "rules.yaml"
-    rules.write_text("rules:\n  - {id: no-cure-claims, lang: en, category: medical_claim, action: reject,"
-                     " patterns: ['cures?']}\n", encoding="utf-8")
-    result = _run(tmp_path, instance, [{"request_id": "fix-1", "image_url": str(images["clean"]), "source_lang": "zh",
-                                        "target_lang": "en"}], runtime__inspection_rules=str(rules))
+    result, rules = _run_clean_with_rule(tmp_path, instance, images, "fix-1", "{id: no-cure-claims, lang: en,"
+                                         " category: medical_claim, action: reject, patterns: ['cures?']}")
     assert result.success
     before = _meta(tmp_path, "fix-1")
     assert before["inspection"]["inspected"] == ["source", "translation"]
