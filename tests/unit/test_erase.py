@@ -302,3 +302,33 @@ def test_the_grid_of_a_table_whose_cells_the_polygons_fill_is_kept(inpainter: Op
     assert changed[grid].mean() < 0.03, f"{changed[grid].mean():.1%} of the grid erased"
     glyphs_left = (np.abs(result.pixels[scene.writer.glyphs].astype(int) - ink).max(axis=1) < 40).mean()
     assert glyphs_left < 0.05
+
+
+NAVY = (24, 18, 82)
+
+
+def test_a_tight_pill_whose_text_is_in_the_page_colour_keeps_its_shape_whatever_the_line_order(
+        inpainter: OpenCvInpainter) -> None:
+    """zh07: dark 纸品自营 fills a white pill on a page of the same dark blue, a white line right below it. The
+    pill came back with its glyphs left in or grown down into the page, depending on the seed its line's colour
+    clustering drew (the line's index: keeping another line on the page changed it)."""
+    rng = np.random.default_rng(5)
+    page = np.broadcast_to(np.array(NAVY, np.float32), (200, 400, 3)).copy()
+    page += rng.normal(0.0, 3.0, page.shape).astype(np.float32)  # JPEG-like grain on the page
+    scene = Scene(page)
+    pill = (70, 40, 200, 74)
+    rounded_panel(scene.canvas, scene.rng, pill, (254, 254, 253), radius=2)
+    scene.text("纸品自营", (78, 42), 28, fill=NAVY)
+    scene.text("韧性相伴", (66, 82), 30, fill=(250, 250, 250), bold=False)
+    x0, y0, x1, y1 = pill
+    scene.polygons[0] = [(x0, y0), (x1 + 1, y0), (x1 + 1, y1 + 2), (x0, y1 + 2)]  # the OCR box runs past the pill
+    below = np.zeros(scene.writer.glyphs.shape, bool)
+    below[y1 + 1:y1 + 6, x0:x1] = True  # the page between the pill and the next line
+    inside = np.zeros_like(below)
+    inside[y0 + 3:y1 - 3, x0 + 3:x1 - 3] = True
+    for extra in range(4):  # other lines before the pill's shift its index (and seed)
+        polygons = [[(300.0, 150.0 + i), (330.0, 150.0 + i), (330.0, 160.0 + i), (300.0, 160.0 + i)]
+                    for i in range(extra)] + scene.polygons
+        result = erase_text(scene.pixels, polygons, inpainter)
+        assert np.abs(result.pixels[inside].astype(int) - 254).max() <= 12, extra  # glyphs gone, pill white
+        assert np.abs(result.pixels[below].astype(int) - scene.pixels[below].astype(int)).max() <= 24, extra

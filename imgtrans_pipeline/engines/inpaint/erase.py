@@ -56,6 +56,7 @@ LINE_KINDS = (FLAT, GRADIENT, PATTERN, INPAINTED, FALLBACK, SKIPPED)
 
 _CLUSTERS = 4  # text fill, outline/shadow, anti-aliasing and one or two background colours
 _SAMPLE = 4000  # pixels per line used to find the cluster centres
+_KMEANS_TRIES = 4
 _MAX_FIT_SAMPLES = 6000
 _MODEL_SIGMA = 4.0  # robust residual (levels) up to which a segment counts as flat/gradient
 _MODEL_OUTLIERS = 0.08  # share of a segment's pixels the model may miss by far before it counts as textured
@@ -93,10 +94,24 @@ def _lab(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
 
-def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12) -> np.ndarray:
-    """Cluster centres of ``samples`` (Nx3) by k-means with k-means++ seeding; deterministic for a seed."""
-    rng = np.random.default_rng(seed)
+def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12, tries: int = _KMEANS_TRIES
+            ) -> np.ndarray:
+    """Cluster centres of ``samples`` (Nx3) by k-means with k-means++ seeding, the best (lowest inertia) of
+    ``tries`` seedings; deterministic for a seed. One seeding alone may merge the text with a background colour
+    (dark glyphs on a white pill on a dark page), and which one did would change with the seed."""
     samples = samples.astype(np.float32, copy=False)
+    best: tuple[float, np.ndarray] | None = None
+    for t in range(max(1, tries)):
+        centres = _kmeans_once(samples, k, np.random.default_rng((seed, t)), iterations)
+        labels = _nearest(samples, centres)
+        inertia = float(((samples - centres[labels]) ** 2).sum())
+        if best is None or inertia < best[0]:
+            best = (inertia, centres)
+    assert best is not None
+    return best[1]
+
+
+def _kmeans_once(samples: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
     n = len(samples)
     k = max(1, min(k, n))
     centres = [samples[int(rng.integers(n))]]
@@ -573,6 +588,14 @@ def _erase_line(roi: np.ndarray, poly: np.ndarray, others: np.ndarray, protect: 
     assign = _assign_segments(seg, near, scale, max(3.0, 0.15 * h_px), fit_boundary=inner is None)
     if inner is not None:
         assign[closed & (seg == 0)] = inner_id  # what lies within the bar is on the bar
+        # ... and what lies beyond its edge is on the page, never on the bar: pixels there in the text's colour
+        # (the page's own, for dark text on a white pill on a dark page) are measured against the page.
+        outline, _ = cv2.findContours(closed.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        within = cv2.drawContours(np.zeros(poly.shape, np.uint8), outline, -1, 1, thickness=cv2.FILLED)
+        beyond = (assign == inner_id) & (seg == 0) & ~(cv2.dilate(within, _disk(1)) > 0)
+        if np.any(beyond):
+            page = _assign_segments(np.where(seg == inner_id, 0, seg), near, scale, 1.0, fit_boundary=False)
+            assign[beyond] = page[beyond]
     modelled = np.zeros(poly.shape, bool)  # pixels whose nearest segment has a trusted model
     for s, model in models.items():
         if model is not None and model.ok:
