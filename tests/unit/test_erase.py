@@ -311,7 +311,8 @@ def test_a_tight_pill_whose_text_is_in_the_page_colour_keeps_its_shape_whatever_
         inpainter: OpenCvInpainter) -> None:
     """zh07: dark 纸品自营 fills a white pill on a page of the same dark blue, a white line right below it. The
     pill came back with its glyphs left in or grown down into the page, depending on the seed its line's colour
-    clustering drew (the line's index: keeping another line on the page changed it)."""
+    clustering drew, which was the line's index: keeping another line on the page changed it. Now the seed comes
+    from the line's position, and beyond the pill's edge the page is the background."""
     rng = np.random.default_rng(5)
     page = np.broadcast_to(np.array(NAVY, np.float32), (200, 400, 3)).copy()
     page += rng.normal(0.0, 3.0, page.shape).astype(np.float32)  # JPEG-like grain on the page

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import math
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -56,7 +57,6 @@ LINE_KINDS = (FLAT, GRADIENT, PATTERN, INPAINTED, FALLBACK, SKIPPED)
 
 _CLUSTERS = 4  # text fill, outline/shadow, anti-aliasing and one or two background colours
 _SAMPLE = 4000  # pixels per line used to find the cluster centres
-_KMEANS_TRIES = 4
 _MAX_FIT_SAMPLES = 6000
 _MODEL_SIGMA = 4.0  # robust residual (levels) up to which a segment counts as flat/gradient
 _MODEL_OUTLIERS = 0.08  # share of a segment's pixels the model may miss by far before it counts as textured
@@ -94,24 +94,10 @@ def _lab(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
 
 
-def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12, tries: int = _KMEANS_TRIES
-            ) -> np.ndarray:
-    """Cluster centres of ``samples`` (Nx3) by k-means with k-means++ seeding, the best (lowest inertia) of
-    ``tries`` seedings; deterministic for a seed. One seeding alone may merge the text with a background colour
-    (dark glyphs on a white pill on a dark page), and which one did would change with the seed."""
+def _kmeans(samples: np.ndarray, k: int, seed: int = 0, iterations: int = 12) -> np.ndarray:
+    """Cluster centres of ``samples`` (Nx3) by k-means with k-means++ seeding; deterministic for a seed."""
+    rng = np.random.default_rng(seed)
     samples = samples.astype(np.float32, copy=False)
-    best: tuple[float, np.ndarray] | None = None
-    for t in range(max(1, tries)):
-        centres = _kmeans_once(samples, k, np.random.default_rng((seed, t)), iterations)
-        labels = _nearest(samples, centres)
-        inertia = float(((samples - centres[labels]) ** 2).sum())
-        if best is None or inertia < best[0]:
-            best = (inertia, centres)
-    assert best is not None
-    return best[1]
-
-
-def _kmeans_once(samples: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
     n = len(samples)
     k = max(1, min(k, n))
     centres = [samples[int(rng.integers(n))]]
@@ -767,7 +753,10 @@ def erase_text(
         others = cv2.dilate(others, _disk(max(MIN_DILATION_PX, round(0.15 * region_h)))) > 0
         protect_roi = protect_mask[y0:y1, x0:x1] > 0
         # The working image: lines erased earlier are already restored, so they read as background here.
-        line = _erase_line(out[y0:y1, x0:x1], poly, others, protect_roi, region_h, seed=index)
+        # The seed of the line's colour clustering comes from where the line is, not from its place in the list:
+        # a line erases the same way whatever other lines the page holds or keeps.
+        seed = zlib.crc32(np.asarray(box, np.int64).tobytes())
+        line = _erase_line(out[y0:y1, x0:x1], poly, others, protect_roi, region_h, seed=seed)
         kinds.append(line.kind)
         if line.reason:
             reasons[line.reason] += 1
