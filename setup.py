@@ -44,6 +44,8 @@ setup(
         "jinja2>=3.1",
         "psutil>=5.9",  # process trees: imgtrans serve, the benchmarks' CPU and memory figures
         "pyyaml>=6",  # content inspection rules files (already a Dagster dependency)
+        # numpy's OpenBLAS on one thread at run time (its spinning threads cost ~1/4 of the pipeline's CPU).
+        "threadpoolctl>=3.5",
     ],
     extras_require={
         # LaMa inpainting (TorchScript). torch==2.13.0 is the CPU wheel these machines carry on disk.

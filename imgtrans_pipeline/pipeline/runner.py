@@ -16,11 +16,14 @@ Given a stage name and items it applies what every stage needs the same way:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+
+from threadpoolctl import threadpool_limits
 
 from ..names import (
     DOWNLOAD,
@@ -74,6 +77,17 @@ def _timed(item: WorkItem, stage: str) -> Iterator[None]:
         item.timings[stage] = item.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+@functools.cache
+def single_threaded_blas() -> None:
+    """Run numpy's BLAS on one thread, for the whole process (once).
+
+    OpenBLAS gives every matrix product one busy-waiting thread per core. The pipeline's products are small (an
+    eraser's least squares, k-means distances) and already run in parallel request threads, where those spinning
+    threads only burn the cores the other requests need (benchmarks/README.md, "BLAS threads").
+    """
+    threadpool_limits(limits=1, user_api="blas")
+
+
 class StageRunner:
     """Runs stages over batches of ``WorkItem``s with one set of ``Engines``."""
 
@@ -85,6 +99,7 @@ class StageRunner:
         self.min_quality = min_quality
         self.review_below = review_below  # the quality gate (None/0: off): below it a result waits for review
         self.inspection = inspection  # content inspection of every request (inspect-only requests always are)
+        single_threaded_blas()
 
     def prepare(self, stage: str, items: list[WorkItem] | None = None) -> None:
         """Load the stage's engine. A failure here is the step's, not a request's: it raises (the Dagster layer

@@ -167,3 +167,13 @@ def test_thread_settings_default_to_about_one_thread_per_core(monkeypatch, env, 
     expected_items = item_threads if item_threads is not None else min(cores, 4)
     assert settings.runtime.item_threads == expected_items
     assert settings.ocr.threads == (ocr_threads if ocr_threads is not None else max(1, cores // expected_items))
+
+
+def test_a_stage_runner_puts_numpy_blas_on_one_thread(tmp_path: Path) -> None:
+    """OpenBLAS's spinning threads burned the cores the parallel requests need: once a runner exists, every BLAS
+    library loaded in the process runs on one thread."""
+    from threadpoolctl import threadpool_info
+
+    StageRunner(_engines(create_artifact_store(tmp_path), None), item_threads=2)
+    blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+    assert blas and all(pool["num_threads"] == 1 for pool in blas)
