@@ -187,9 +187,13 @@ def polygon_tilt(polygon: Sequence[tuple[float, float]]) -> float:
     return min(angle, abs(180.0 - angle))
 
 
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2] if ordered else 0.0
+
+
 def _tilted(regions: Iterable[TextRegion]) -> bool:
-    tilts = sorted(polygon_tilt(r.polygon) for r in regions)
-    return bool(tilts) and tilts[len(tilts) // 2] > MAX_TILT_DEGREES
+    return _median([polygon_tilt(r.polygon) for r in regions]) > MAX_TILT_DEGREES
 
 
 def line_height(polygon: Sequence[tuple[float, float]]) -> float:
@@ -202,11 +206,6 @@ def line_height(polygon: Sequence[tuple[float, float]]) -> float:
         return 0.0
     xs, ys = [p[0] for p in polygon], [p[1] for p in polygon]
     return float(min(max(xs) - min(xs), max(ys) - min(ys)))
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    return ordered[len(ordered) // 2] if ordered else 0.0
 
 
 def block_keep_reason(block: TextBlock, source_lang: str, target_lang: str, page_line_height: float = 0.0

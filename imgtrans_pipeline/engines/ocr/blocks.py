@@ -248,7 +248,8 @@ SEPARATORS = "|｜"  # "正品保障 | 极速发货 | 七天退换": one OCR lin
 MAX_SPLIT_TILT = 5.0  # degrees; tilted lines are not cut (their polygon is not a box to interpolate along)
 
 
-def _char_ems(ch: str) -> float:
+def char_ems(ch: str) -> float:
+    """Advance of ``ch`` in em: one for CJK characters and full-width signs, about half for the rest."""
     return 1.0 if letter_script(ch) in ("han", "kana", "hangul") or ord(ch) >= 0x3000 else 0.55
 
 
@@ -284,14 +285,14 @@ def split_at_separators(regions: list[TextRegion], image: np.ndarray | None = No
             out.append(region)
             continue
         x0, y0, x1, y1 = region.bbox()
-        total = sum(_char_ems(ch) for ch in text) or 1.0
+        total = sum(char_ems(ch) for ch in text) or 1.0
         cuts: list[float] = []  # x of each separator
         pos = 0.0
         for piece in pieces[:-1]:
-            pos += sum(_char_ems(ch) for ch in piece)
-            guess = x0 + (x1 - x0) * (pos + _char_ems("|") / 2) / total
+            pos += sum(char_ems(ch) for ch in piece)
+            guess = x0 + (x1 - x0) * (pos + char_ems("|") / 2) / total
             cuts.append(_separator_column(image, (x0, y0, x1, y1), guess) if image is not None else guess)
-            pos += _char_ems("|")
+            pos += char_ems("|")
         bar = max(2.0, (y1 - y0) * 0.1)  # half the room a bar and its spacing take
         edges = [x0] + [c for cut in cuts for c in (cut - bar, cut + bar)] + [x1]
         for index, piece in enumerate(pieces):

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...core.keep import letter_script, polygon_tilt
 from ...core.types import TextRegion
+from .blocks import char_ems
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def _needs_room(text: str) -> float | None:
     cjk = sum(1 for ch in letters if _is_cjk(ch))
     if not letters or cjk / len(letters) < MIN_CJK_SHARE:
         return None
-    return float(sum(1.0 if _is_cjk(ch) or ord(ch) >= 0x3000 else 0.55 for ch in letters))
+    return float(sum(char_ems(ch) for ch in letters))
 
 
 def _ink(grey: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, float, float] | None:
