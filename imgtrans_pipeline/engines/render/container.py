@@ -73,55 +73,71 @@ def _core(src: Box, em: float) -> Box:
     return x0 + m, y0 + m, x1 - m, y1 - m
 
 
-def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray | None = None) -> Container | None:
+@dataclass(frozen=True)
+class PageGround:
+    """What every block's container search reads from one source page, computed once per page."""
+
+    blurred: np.ndarray  # the page median-filtered with BLUR_PX (uint8 RGB)
+    step: np.ndarray  # per pixel, the largest per-channel Sobel |gx| + |gy| of ``blurred`` (int16)
+
+
+def page_ground(image: np.ndarray) -> PageGround:
+    blurred = cv2.medianBlur(np.ascontiguousarray(image[:, :, :3]), BLUR_PX)
+    # On uint8 input the 3x3 Sobel sums are integers of at most 4 * 255 per direction: int16 holds them exactly.
+    step = cv2.add(np.abs(cv2.Sobel(blurred, cv2.CV_16S, 1, 0, ksize=3)),
+                   np.abs(cv2.Sobel(blurred, cv2.CV_16S, 0, 1, ksize=3)))
+    step = np.maximum(np.maximum(step[:, :, 0], step[:, :, 1]), step[:, :, 2])
+    return PageGround(blurred=blurred, step=step)
+
+
+def find_container(image: np.ndarray, src: Box, em: float, page: PageGround | None = None) -> Container | None:
     """The container around the text of source box ``src`` (font size ``em`` px) in the source ``image``, or None.
 
-    ``blurred``: ``image`` median-filtered with ``BLUR_PX`` (pass it when calling for several blocks of a page).
+    ``page``: ``page_ground(image)`` (pass it when calling for several blocks of a page).
     """
     height, width = image.shape[:2]
     x0, y0, x1, y1 = src
     bw, bh = x1 - x0, y1 - y0
     if bw < 2 or bh < 2 or em <= 0:
         return None
-    if blurred is None:
-        blurred = cv2.medianBlur(np.ascontiguousarray(image[:, :, :3]), BLUR_PX)
+    if page is None:
+        page = page_ground(image)
     line = max(bh, em)
     # A bar may run far beyond its caption, so the window spans the page's width; a container is at most
     # MAX_HEIGHT_LINES tall, so ground running past that many lines above or below is open page.
     my = round(MAX_HEIGHT_LINES * line)
     wx0, wy0 = 0, max(0, y0 - my)
     wx1, wy1 = width, min(height, y1 + my)
-    win = blurred[wy0:wy1, wx0:wx1].astype(np.float32)
+    win = page.blurred[wy0:wy1, wx0:wx1].astype(np.float32)
+    step = page.step[wy0:wy1, wx0:wx1]
     core = _core(src, em)
     cx0, cy0, cx1, cy1 = core[0] - wx0, core[1] - wy0, core[2] - wx0, core[3] - wy0
     sx0, sy0, sx1, sy1 = x0 - wx0, y0 - wy0, x1 - wx0, y1 - wy0
 
     # Ground colour: the OCR box's padding around the ink, plus a thin ring outside it.
-    ring = np.zeros(win.shape[:2], dtype=bool)
-    ring[max(0, sy0 - 2):sy1 + 2, max(0, sx0 - 2):sx1 + 2] = True
-    ring[cy0:cy1, cx0:cx1] = False
-    samples = win[ring]
+    ox0, oy0 = max(0, sx0 - 2), max(0, sy0 - 2)
+    around = win[oy0:sy1 + 2, ox0:sx1 + 2]
+    ring = np.ones(around.shape[:2], dtype=bool)
+    ring[cy0 - oy0:cy1 - oy0, cx0 - ox0:cx1 - ox0] = False
+    samples = around[ring]
     if len(samples) < 8:
         return None
     color = _dominant(samples)
-    squared = (win - color) ** 2
-    # Channel by channel: the same sums as ``.sum(axis=2)`` (in channel order), without a reduction over a 3-long axis.
-    distance = np.sqrt(squared[:, :, 0] + squared[:, :, 1] + squared[:, :, 2])
+    diff = win - color
+    # Squared distances, channel by channel (no reduction over a 3-long axis), compared with squared tolerances.
+    squared = diff[:, :, 0] ** 2 + diff[:, :, 1] ** 2 + diff[:, :, 2] ** 2
     spread = float(np.median(np.sqrt(((samples - color) ** 2).sum(axis=1))))
     tolerance = min(MAX_TOLERANCE, max(MIN_TOLERANCE, SPREAD_FACTOR * spread))
 
     # Ground: close to the sampled colour, or further along a smooth gradient (no step between neighbours).
     # Steps per colour channel: a yellow outline on light blue has the same gray level as its ground.
-    step = (np.abs(cv2.Sobel(win, cv2.CV_32F, 1, 0, ksize=3)) + np.abs(cv2.Sobel(win, cv2.CV_32F, 0, 1, ksize=3)))
-    step = np.maximum(np.maximum(step[:, :, 0], step[:, :, 1]), step[:, :, 2])
-    same = ((distance <= tolerance) | ((distance <= GRADIENT_REACH * tolerance) & (step < SMOOTH_STEP)))
+    same = ((squared <= tolerance ** 2) | ((squared <= (GRADIENT_REACH * tolerance) ** 2) & (step < SMOOTH_STEP)))
     same = same.astype(np.uint8)
     same[cy0:cy1, cx0:cx1] = 1  # the text itself belongs to its container
     _, labels = cv2.connectedComponents(same, connectivity=4)
     label = labels[(cy0 + cy1) // 2, (cx0 + cx1) // 2]
     region = labels == label
-    ys, xs = np.nonzero(region)
-    rx0, ry0, rx1, ry1 = int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+    rx0, ry0, rx1, ry1 = _bounds(region)
     # Bounded inside the window (the image edge may bound it: a band across the page).
     if ((rx0 == 0 and wx0 > 0) or (ry0 == 0 and wy0 > 0) or (rx1 == win.shape[1] and wx1 < width)
             or (ry1 == win.shape[0] and wy1 < height)):
@@ -168,8 +184,8 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
         eroded[sy0:sy1, sx0:sx1] = True  # the own source box always
         areas.append(eroded)
     allowed = areas[0]
-    ays, axs = np.nonzero(allowed)
-    inner = (int(axs.min()) + wx0, int(ays.min()) + wy0, int(axs.max()) + 1 + wx0, int(ays.max()) + 1 + wy0)
+    ax0, ay0, ax1, ay1 = _bounds(allowed)
+    inner = (ax0 + wx0, ay0 + wy0, ax1 + wx0, ay1 + wy0)
     box = (rx0 + wx0, ry0 + wy0, rx1 + wx0, ry1 + wy0)
     tol = max(2.0, 0.1 * (box[2] - box[0]), 0.5 * em)
     centered_x = abs((x0 - box[0]) - (box[2] - x1)) <= tol
@@ -178,6 +194,12 @@ def find_container(image: np.ndarray, src: Box, em: float, blurred: np.ndarray |
                      centered_x=centered_x, centered_y=centered_y, pad=pad,
                      _origin=(wx0, wy0), _integral=cv2.integral(allowed.astype(np.uint8)),
                      _tight=cv2.integral(areas[1].astype(np.uint8)))
+
+
+def _bounds(mask: np.ndarray) -> Box:
+    """Bounding box (x0, y0, x1, y1) of a non-empty mask's pixels."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
 def _dominant(samples: np.ndarray) -> np.ndarray:

@@ -209,25 +209,30 @@ def analyse_block(original: np.ndarray, inpainted: np.ndarray, block: TextBlock,
     text_area = _polygon_mask(block.regions, (x0, y0), orig.shape[:2], grow=max(1, round(0.15 * line_h)))
     if not text_area.any():
         return fallback_source(block, original)
-    ring = np.broadcast_to(_ring_median(original, clip_box(block.bbox, width, height), ring=max(3, pad)),
-                           orig.shape).astype(np.float32)
+    ring_color = _ring_median(original, clip_box(block.bbox, width, height), ring=max(3, pad)).astype(np.float32)
+    ring = np.broadcast_to(ring_color, orig.shape).astype(np.float32)
     # Background per pixel: the erased image where the eraser worked on this block, or the median of a ring around
     # it. The erased image follows gradients, but where the eraser smeared in something else (a dark edge above a
     # label) or wiped the label the text sat on, the ring explains the pixels better: the estimate that leaves
     # fewer pixels half-way between background and fill wins.
-    grounds = [erased, ring] if float(np.abs(orig - erased)[text_area].mean()) > 2.0 else [ring]
-    found = [r for r in (_analyse_against(orig, bg, text_area, block, (x0, y0), font_at) for bg in grounds) if r]
+    grounds = [(erased, None), (ring, ring_color)]
+    if float(np.abs(orig - erased)[text_area].mean()) <= 2.0:
+        grounds = grounds[1:]
+    found = [r for r in (_analyse_against(orig, bg, text_area, block, (x0, y0), font_at, flat)
+                         for bg, flat in grounds) if r]
     if not found:
         return fallback_source(block, original)
     return min(found, key=lambda r: r[1])[0]
 
 
 def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, block: TextBlock,
-                     offset: tuple[int, int], font_at: FontAt) -> tuple[SourceText, float] | None:
+                     offset: tuple[int, int], font_at: FontAt,
+                     flat: np.ndarray | None = None) -> tuple[SourceText, float] | None:
     """The block's text against one background estimate, and the share of the text area left half-way between
     background and fill (lower = the estimate explains the pixels better); None when no plausible glyphs stand
-    out from it."""
-    diff = np.sqrt(((orig - bg) ** 2).sum(axis=2))
+    out from it. ``flat``: the one colour ``bg`` holds everywhere, when it is flat."""
+    delta = orig - bg
+    diff = np.sqrt(_channel_sum(delta * delta))
     inside = diff[text_area]
     threshold = max(30.0, 0.35 * float(np.percentile(inside, 97)))
     textish = (diff > threshold) & text_area
@@ -237,13 +242,14 @@ def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, bl
     depth = cv2.distanceTransform(textish.astype(np.uint8), cv2.DIST_L2, 3)
     deep = textish & (depth >= max(1.0, float(np.quantile(depth[textish], 0.75))))
     fill = np.median(orig[deep], axis=0)
-    bg_med = np.median(bg[text_area], axis=0)
+    bg_med = flat if flat is not None else np.median(bg[text_area], axis=0)
     # Coverage along the background->fill line, and the residual off that line.
     span = fill[None, None, :] - bg
-    span_sq = np.maximum((span ** 2).sum(axis=2), 1.0)
-    t = ((orig - bg) * span).sum(axis=2) / span_sq
+    span_sq = np.maximum(_channel_sum(span * span), 1.0)
+    t = _channel_sum(delta * span) / span_sq
     tc = np.clip(t, 0.0, 1.0)
-    residual = np.sqrt(((orig - (bg + tc[..., None] * span)) ** 2).sum(axis=2))
+    off = orig - (bg + tc[..., None] * span)
+    residual = np.sqrt(_channel_sum(off * off))
     contrast = float(np.sqrt(((fill - bg_med) ** 2).sum()))
     off_line = textish & (residual > max(45.0, 0.3 * contrast))
     fill_cov = np.where(text_area & ~off_line, tc, 0.0)
@@ -278,6 +284,12 @@ def _analyse_against(orig: np.ndarray, bg: np.ndarray, text_area: np.ndarray, bl
                       weight=weight_from_stroke(ratio, px, block.text), fill=_rgb(fill), outline=outline,
                       outline_ratio=round(outline_w / px, 4) if outline else 0.0, background=_rgb(bg_med),
                       line_px=tuple(round(v, 2) for v in line_px), ink_x=ink_x), halfway
+
+
+def _channel_sum(values: np.ndarray) -> np.ndarray:
+    """``values.sum(axis=2)`` of an HxWx3 array, channel by channel (the same additions, in the same order, without
+    numpy's slow reduction over a 3-long axis)."""
+    return values[:, :, 0] + values[:, :, 1] + values[:, :, 2]
 
 
 def _line_sizes(regions: list[TextRegion], ink: np.ndarray, offset: tuple[int, int],

@@ -129,16 +129,17 @@ class FreeSpace:
                  erased: np.ndarray | None = None) -> None:
         self.height, self.width = original.shape[:2]
         gray = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY) if original.ndim == 3 else original
-        gray = gray.astype(np.float32)
-        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        magnitude = np.abs(gx) + np.abs(gy)
+        if gray.dtype != np.uint8:
+            gray = np.clip(gray, 0, 255).astype(np.uint8)
+        # On uint8 input the 3x3 Sobel sums are integers of at most 4 * 255 per direction: int16 holds them exactly.
+        magnitude = cv2.add(np.abs(cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)),
+                            np.abs(cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)))
         edges = magnitude > EDGE_THRESHOLD
         faint = magnitude > FAINT_EDGE_THRESHOLD
         for x0, y0, x1, y1 in text_boxes:  # text is handled as obstacles (or is being replaced), not as graphics
             edges[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
             faint[max(0, y0):max(0, y1), max(0, x0):max(0, x1)] = False
-        density = cv2.boxFilter(edges.astype(np.float32), -1, (BUSY_WINDOW, BUSY_WINDOW),
+        density = cv2.boxFilter(edges.view(np.uint8), cv2.CV_32F, (BUSY_WINDOW, BUSY_WINDOW),
                                 borderType=cv2.BORDER_REPLICATE)
         busy = (density > BUSY_DENSITY).astype(np.uint8)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(busy, connectivity=8)
@@ -159,7 +160,7 @@ class FreeSpace:
             lines |= cv2.morphologyEx(joined, cv2.MORPH_OPEN, np.ones(kernel, np.uint8))
         if lines.any():
             # A line stands alone; runs found inside a dense field of faint edges are texture.
-            around = cv2.boxFilter(faint.astype(np.float32), -1, (run, run), borderType=cv2.BORDER_REPLICATE)
+            around = cv2.boxFilter(faint.view(np.uint8), cv2.CV_32F, (run, run), borderType=cv2.BORDER_REPLICATE)
             lines &= (around < LINE_MAX_DENSITY).astype(np.uint8)
         if lines.any():
             lines = cv2.dilate(lines, np.ones((BUSY_WINDOW // 2 * 2 + 1,) * 2, np.uint8))

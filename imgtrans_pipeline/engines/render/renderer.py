@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import PIL
 from PIL import Image, ImageDraw
@@ -42,7 +41,7 @@ from .color import (
     outline_color,
     readable_fill,
 )
-from .container import BLUR_PX, Container, find_container
+from .container import Container, find_container, page_ground
 from .fonts import FontChoice, FontSet, language_key
 from .layout import LINE_SPACING, MAX_FONT_PX, MIN_FONT_PX, TextLayout, layout_at
 from .measure import SourceText, analyse_block, polygon_line_height, region_is_vertical
@@ -66,12 +65,14 @@ OUTPUT_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP"}
 
 def encode_image(pixels: np.ndarray, fmt: str = "png", quality: int = 92) -> bytes:
     """Encode RGB pixels as PNG (fast compression: the bytes are re-compressed by nobody, speed matters more),
-    JPEG (RGB, ``quality``) or WebP (``quality``)."""
+    JPEG (RGB, ``quality``) or WebP (``quality``). A 2-D array (a mask) is encoded as one gray channel."""
     key = (fmt or "png").lower()
     if key not in OUTPUT_FORMATS:
         raise EngineError(f"unsupported output format '{fmt}' (use png, jpeg or webp)", stage="render",
                           transient=False)
-    img = Image.fromarray(_as_rgb(pixels))
+    arr = np.asarray(pixels)
+    gray = arr.ndim == 2 and arr.dtype == np.uint8
+    img = Image.fromarray(np.ascontiguousarray(arr) if gray else _as_rgb(arr))
     buf = io.BytesIO()
     pil_fmt = OUTPUT_FORMATS[key]
     if pil_fmt == "PNG":
@@ -263,9 +264,9 @@ class TextRenderer:
         self._align(work, blocks, obstacles or ())
         if work and self.containers:
             # Read from the source: the erased image may have smeared the bar or pill the text sat in.
-            blurred = cv2.medianBlur(original_px, BLUR_PX)
+            ground = page_ground(original_px)
             for item in work:
-                item.container = find_container(original_px, item.src, item.source.px, blurred)
+                item.container = find_container(original_px, item.src, item.source.px, ground)
                 if item.container is not None and item.container.centered_x and not item.alignment_known:
                     item.alignment = "center"  # a label centred in its pill or badge (other anchors stay allowed)
         image = canvas_px.copy()
