@@ -276,18 +276,22 @@ def _fit_local(weights: np.ndarray, values: np.ndarray, check: np.ndarray, radiu
 
 _COARSE_ANGLES = np.deg2rad(np.arange(0.0, 180.0, 3.0))
 _PROFILE_BIN = 0.5  # px along the profile direction
+_CHANNELS = np.arange(3)
 _PROFILE_SAMPLES = 6000  # pixels used to find the direction (the profile itself uses all)
 
 
-def _profile_sse(xs: np.ndarray, ys: np.ndarray, v: np.ndarray, angle: float) -> float:
-    """Squared error of ``v`` around its mean per bin of the projection on ``angle`` (bins of _PROFILE_BIN)."""
+def _profile_sse(xs: np.ndarray, ys: np.ndarray, v: np.ndarray, angle: float, squares: float) -> float:
+    """Squared error of ``v`` around its mean per bin of the projection on ``angle`` (bins of _PROFILE_BIN);
+    ``squares``: the sum of ``v * v``."""
     p = xs * math.cos(angle) + ys * math.sin(angle)
     b = ((p - p.min()) / _PROFILE_BIN).astype(np.int64)
     inv = 1.0 / np.maximum(np.bincount(b).astype(np.float64), 1.0)
-    sse = float(np.sum(v * v))  # sum of squares minus, per bin and channel, (sum)^2 / count
+    # Per bin and channel in one pass: bin b, channel c is bucket 3b + c (each bucket sums in pixel order).
+    s1 = np.bincount((b[:, None] * 3 + _CHANNELS).ravel(), weights=v.ravel()).reshape(-1, 3)
+    sse = squares  # sum of squares minus, per bin and channel, (sum)^2 / count
     for c in range(3):
-        s1 = np.bincount(b, weights=v[:, c])
-        sse -= float(np.dot(s1 * s1, inv))
+        col = np.ascontiguousarray(s1[:, c])
+        sse -= float(np.dot(col * col, inv))
     return sse
 
 
@@ -308,9 +312,10 @@ def _fit_profile(known: np.ndarray, values: np.ndarray, wanted: np.ndarray, seed
         sx, sy, sv = xs_f[pick], ys_f[pick], v[pick]
     else:
         sx, sy, sv = xs_f, ys_f, v
-    coarse = min(_COARSE_ANGLES, key=lambda a: _profile_sse(sx, sy, sv, float(a)))
+    squares = float(np.sum(sv * sv))
+    coarse = min(_COARSE_ANGLES, key=lambda a: _profile_sse(sx, sy, sv, float(a), squares))
     fine = coarse + np.deg2rad(np.arange(-3.0, 3.01, 0.25))
-    angle = float(min(fine, key=lambda a: _profile_sse(sx, sy, sv, float(a))))
+    angle = float(min(fine, key=lambda a: _profile_sse(sx, sy, sv, float(a), squares)))
     cos, sin = math.cos(angle), math.sin(angle)
     p = xs_f * cos + ys_f * sin
     hh, ww = known.shape
