@@ -77,6 +77,12 @@ def _timed(item: WorkItem, stage: str) -> Iterator[None]:
         item.timings[stage] = item.timings.get(stage, 0.0) + time.perf_counter() - start
 
 
+def _pixels(item: WorkItem) -> int:
+    """Pixels of the request's image, the measure of how long a stage takes on it (0 before it is fetched)."""
+    shape = getattr(getattr(item.source, "pixels", None), "shape", ())
+    return int(shape[0]) * int(shape[1]) if len(shape) >= 2 else 0
+
+
 @functools.cache
 def single_threaded_blas() -> None:
     """Run numpy's BLAS on one thread, for the whole process (once).
@@ -168,5 +174,8 @@ class StageRunner:
             for item in todo:
                 one(item)
             return
+        # Largest image first: each thread takes the next request when it is done, and a tall detail page started
+        # last would leave the other threads idle until it ends (a batch waits for its slowest request).
+        todo.sort(key=_pixels, reverse=True)
         with ThreadPoolExecutor(max_workers=min(threads, len(todo)), thread_name_prefix=f"imgtrans-{stage}") as pool:
             list(pool.map(one, todo))  # ``one`` records every exception on its item

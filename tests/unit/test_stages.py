@@ -92,6 +92,34 @@ def test_ocr_in_parallel_threads_matches_one_at_a_time(tmp_path: Path, ocr_engin
     assert summary is not None and summary.startswith("1 of 4 request(s) failed:") and "req-2: [ocr]" in summary
 
 
+class OrderedOcr(CountingOcr):
+    """The real OCR engine, recording the size of each image in the order the calls start."""
+
+    def __init__(self, engine: Any) -> None:
+        super().__init__(engine)
+        self.started: list[tuple[int, ...]] = []
+        self._lock = threading.Lock()
+
+    def recognize(self, pixels: np.ndarray, lang: str) -> OcrResult:
+        with self._lock:
+            self.started.append(pixels.shape[:2])
+        return super().recognize(pixels, lang)
+
+
+def test_parallel_threads_start_the_largest_image_first_and_keep_the_batch_order(tmp_path: Path, ocr_engine):
+    items = _items(4)
+    big = text_image(["限时特价 买一送一", "天然棉麻面料", "透气舒适 夏季新款"], width=420, height=900, font_size=40)
+    items[3].source.pixels = big.pixels  # type: ignore[union-attr]  # the batch's tall page comes last
+    ocr = OrderedOcr(ocr_engine)
+    StageRunner(_engines(create_artifact_store(tmp_path), ocr), item_threads=2).run("ocr", items)
+
+    assert ocr.started[0] == big.pixels.shape[:2]  # not left until a thread frees up at the end
+    assert sorted(ocr.started) == sorted(item.source.pixels.shape[:2] for item in items)  # type: ignore[union-attr]
+    assert [item.request_id for item in items] == ["req-0", "req-1", "req-2", "req-3"]
+    assert all(item.ok for item in items)
+    assert "夏季新款" in "".join(b.text for b in items[3].ocr.blocks)  # type: ignore[union-attr]
+
+
 def test_a_gpu_engine_gets_one_request_at_a_time(tmp_path: Path, ocr_engine):
     gpu = CountingOcr(ocr_engine, gpu=True)
     runner = StageRunner(_engines(create_artifact_store(tmp_path), gpu), item_threads=4)
