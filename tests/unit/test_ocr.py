@@ -51,16 +51,6 @@ def test_rapidocr_reads_chinese_product_text(ocr_engine, background):
         assert 0.0 <= found[0].score <= 1.0
 
 
-def test_rapidocr_sessions_keep_their_memory_arena(ocr_engine):
-    # RapidOCR's own default turns the arena off; every call would then map its tensors afresh.
-    image = text_image(["全新升级 高清画质"], height=160)
-    assert ocr_engine.recognize(image.pixels, "zh")
-    rapid = ocr_engine._ocr
-    sessions = [part.session.session for part in (rapid.text_det, rapid.text_cls, rapid.text_rec) if part is not None]
-    assert len(sessions) == 3
-    assert all(s.get_session_options().enable_cpu_mem_arena for s in sessions)
-
-
 def test_rapidocr_languages_and_raw_output(ocr_engine):
     assert {"zh", "zh-Hant", "en", "ja"} <= ocr_engine.languages()
     assert "ko" not in ocr_engine.languages()  # Korean comes back as garbage Han or nothing: never claimed
