@@ -10,7 +10,8 @@ image goes through the pipeline in-process (``run_pipeline``), is scored (``imgt
 then measured thoroughly: full OCR passes of the erased image and of the result, PSNR against the clean plate,
 pixel checks of the lines to keep. Throughput runs in child processes over the same images: the current
 checkout with the quality score off and on (interleaved batches), and ``--baseline REF`` (a temporary
-``git worktree`` in /tmp) with the same loop. benchmarks/README.md explains every figure.
+``git worktree`` in /tmp) with the same loop, the two alternating for ``--rounds`` rounds. benchmarks/README.md
+explains every figure.
 
 Only base dependencies (numpy, opencv, pillow, rapidocr, ctranslate2; no psutil).
 """
@@ -196,6 +197,20 @@ def run_throughput_child(checkout: Path, manifest: Path, out: Path, modes: list[
     if Path(result["package"]).resolve() != checkout.resolve():
         _progress(f"warning: child imported imgtrans_pipeline from {result['package']}, not {checkout}")
     return result
+
+
+def _merged(runs: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """The throughput children of several rounds as one: per mode, times and counts summed."""
+    done = [run for run in runs if run]
+    if not done:
+        return None
+    modes: dict[str, dict[str, float]] = {}
+    for run in done:
+        for mode, totals in run["modes"].items():
+            into = modes.setdefault(mode, dict.fromkeys(totals, 0.0))
+            for key, value in totals.items():
+                into[key] += value
+    return {**done[-1], "modes": modes}
 
 
 def baseline_worktree(ref: str) -> Path:
@@ -643,6 +658,14 @@ def print_table(summaries: dict[str, dict[str, Any]], throughput: dict[str, Any]
         line("current, quality score on", cur.get("on"))
         if base is not None:
             line(f"baseline {throughput.get('baseline_ref', '')}, (no score)", base)
+        per_round = []
+        for r in throughput.get("rounds", []):
+            mine = ((r.get("current") or {}).get("modes") or {}).get("on")
+            theirs = ((r.get("baseline") or {}).get("modes") or {}).get("off")
+            if mine and theirs and mine["wall_s"] and theirs["wall_s"]:
+                per_round.append((mine["images"] / mine["wall_s"]) / (theirs["images"] / theirs["wall_s"]))
+        if per_round:
+            print("score on x baseline, round by round: " + ", ".join(f"{x:.2f}" for x in per_round))
         on = cur.get("on")
         if on and off and off["images"]:
             share = 1 - (on["images"] / on["wall_s"]) / max(1e-9, off["images"] / off["wall_s"])
@@ -682,6 +705,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="images for the throughput runs (default: every synthetic page)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per throughput child")
+    parser.add_argument("--rounds", type=int, default=2, help="throughput rounds (current and baseline alternate)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--modes", default="off,on", help=argparse.SUPPRESS)
@@ -759,21 +783,31 @@ def main(argv: list[str] | None = None) -> int:
         manifest = workdir / "throughput-manifest.json"
         manifest.write_text(json.dumps([{"name": p.name, "path": page_paths[p.name], "lang": "zh"} for p in chosen]),
                             encoding="utf-8")
-        throughput = {"images": len(chosen)}
-        _progress(f"throughput: current checkout, quality score off/on, {len(chosen)} images")
-        throughput["current"] = run_throughput_child(PROJECT, manifest, workdir / "tp-current.json", ["off", "on"],
-                                                     args.batch_size, workdir / "tp-current", models_dir,
-                                                     args.timeout)
-        if args.baseline:
-            tree = baseline_worktree(args.baseline)
-            try:
-                _progress(f"throughput: baseline {args.baseline} ({tree}), {len(chosen)} images")
-                throughput["baseline_ref"] = args.baseline
-                throughput["baseline"] = run_throughput_child(tree, manifest, workdir / "tp-baseline.json", ["off"],
-                                                              args.batch_size, workdir / "tp-baseline", models_dir,
-                                                              args.timeout)
-            finally:
+        throughput = {"images": len(chosen), "rounds": []}
+        tree = baseline_worktree(args.baseline) if args.baseline else None
+        try:
+            # Current and baseline alternate, round after round: a machine whose speed drifts (other tenants) then
+            # slows both alike, where one long run of each would charge the drift to whichever ran second.
+            for number in range(1, args.rounds + 1):
+                _progress(f"throughput round {number}/{args.rounds}: current checkout, score off/on, "
+                          f"{len(chosen)} images")
+                current = run_throughput_child(PROJECT, manifest, workdir / f"tp-current-{number}.json",
+                                               ["off", "on"], args.batch_size, workdir / "tp-current", models_dir,
+                                               args.timeout)
+                baseline = None
+                if tree is not None:
+                    _progress(f"throughput round {number}/{args.rounds}: baseline {args.baseline} ({tree})")
+                    baseline = run_throughput_child(tree, manifest, workdir / f"tp-baseline-{number}.json", ["off"],
+                                                    args.batch_size, workdir / "tp-baseline", models_dir,
+                                                    args.timeout)
+                throughput["rounds"].append({"current": current, "baseline": baseline})
+        finally:
+            if tree is not None:
                 remove_worktree(tree)
+        throughput["current"] = _merged([r["current"] for r in throughput["rounds"]])
+        if tree is not None:
+            throughput["baseline_ref"] = args.baseline
+            throughput["baseline"] = _merged([r["baseline"] for r in throughput["rounds"]])
 
     print_table(summaries, throughput)
     for kind, failed in failures.items():

@@ -308,3 +308,17 @@ def test_benchmark_ranks_sizes_a_reader_sees_as_one_as_ties() -> None:
     assert spearman(measured, drawn) < 0.95
     assert spearman(size_classes(measured), drawn) == pytest.approx(1.0)
     assert spearman(size_classes(measured), [32.0, 32.0, 32.0, 20.0, 50.0, 50.0]) < 0  # hierarchy inverted
+
+
+def test_throughput_rounds_merge_into_sums_per_mode():
+    from benchmarks.quality import _merged
+
+    one = {"package": "a", "modes": {"off": {"wall_s": 10.0, "cpu_s": 20.0, "images": 12, "failed": 0},
+                                     "on": {"wall_s": 11.0, "cpu_s": 21.0, "images": 12, "failed": 1}}}
+    two = {"package": "a", "modes": {"off": {"wall_s": 14.0, "cpu_s": 22.0, "images": 12, "failed": 0},
+                                     "on": {"wall_s": 13.0, "cpu_s": 23.0, "images": 12, "failed": 0}}}
+    merged = _merged([one, None, two])  # a child that failed (None) is left out
+    assert merged is not None
+    assert merged["modes"]["off"] == {"wall_s": 24.0, "cpu_s": 42.0, "images": 24, "failed": 0}
+    assert merged["modes"]["on"]["failed"] == 1 and merged["modes"]["on"]["images"] == 24
+    assert _merged([None, None]) is None
