@@ -81,11 +81,16 @@ class PageGround:
     step: np.ndarray  # per pixel, the largest per-channel Sobel |gx| + |gy| of ``blurred`` (int16)
 
 
+def sobel_steps(pixels: np.ndarray) -> np.ndarray:
+    """Sobel |gx| + |gy| (3x3) of uint8 pixels, per channel, as int16: on uint8 input the sums are integers of at
+    most 4 * 255 per direction, which int16 holds exactly."""
+    return cv2.add(np.abs(cv2.Sobel(pixels, cv2.CV_16S, 1, 0, ksize=3)),
+                   np.abs(cv2.Sobel(pixels, cv2.CV_16S, 0, 1, ksize=3)))
+
+
 def page_ground(image: np.ndarray) -> PageGround:
     blurred = cv2.medianBlur(np.ascontiguousarray(image[:, :, :3]), BLUR_PX)
-    # On uint8 input the 3x3 Sobel sums are integers of at most 4 * 255 per direction: int16 holds them exactly.
-    step = cv2.add(np.abs(cv2.Sobel(blurred, cv2.CV_16S, 1, 0, ksize=3)),
-                   np.abs(cv2.Sobel(blurred, cv2.CV_16S, 0, 1, ksize=3)))
+    step = sobel_steps(blurred)
     step = np.maximum(np.maximum(step[:, :, 0], step[:, :, 1]), step[:, :, 2])
     return PageGround(blurred=blurred, step=step)
 

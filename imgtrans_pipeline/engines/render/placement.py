@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .container import Container
+from .container import Container, sobel_steps
 from .layout import TextLayout
 
 logger = logging.getLogger(__name__)
@@ -131,9 +131,7 @@ class FreeSpace:
         gray = cv2.cvtColor(original, cv2.COLOR_RGB2GRAY) if original.ndim == 3 else original
         if gray.dtype != np.uint8:
             gray = np.clip(gray, 0, 255).astype(np.uint8)
-        # On uint8 input the 3x3 Sobel sums are integers of at most 4 * 255 per direction: int16 holds them exactly.
-        magnitude = cv2.add(np.abs(cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)),
-                            np.abs(cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)))
+        magnitude = sobel_steps(gray)
         edges = magnitude > EDGE_THRESHOLD
         faint = magnitude > FAINT_EDGE_THRESHOLD
         for x0, y0, x1, y1 in text_boxes:  # text is handled as obstacles (or is being replaced), not as graphics
